@@ -1,0 +1,263 @@
+//! AdmissionReview in, AdmissionReview out: the webhook's behaviour without the
+//! network. `serve` and `review` both call [`Admission::review`], so the
+//! command line exercises exactly what the API server gets.
+
+use std::collections::HashMap;
+
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::response::Status;
+use thiserror::Error;
+
+use crate::patch::{Target, to_patch};
+use crate::plan::{Decision, plan};
+use crate::settings::{Mode, NamespaceDefaults, Settings};
+use crate::summary;
+
+/// Which URL path the API server called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Mutate,
+    Audit,
+}
+
+impl Endpoint {
+    pub fn from_path(path: &str) -> Option<Endpoint> {
+        match path {
+            "/mutate" => Some(Endpoint::Mutate),
+            "/audit" => Some(Endpoint::Audit),
+            _ => None,
+        }
+    }
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Mutate => "/mutate",
+            Endpoint::Audit => "/audit",
+        }
+    }
+}
+
+/// How one admission ended; the `outcome` label of the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not a pod CREATE: allowed untouched.
+    Ignored,
+    /// A pod gracehook must not touch (mirror, excluded namespace, opted out).
+    Skipped,
+    /// Nothing to change (already patched).
+    Unchanged,
+    Patched,
+    /// Audit mode: would have changed the pod.
+    Audited,
+    /// Enforce mode: invalid annotations.
+    Denied,
+    /// Audit mode: invalid annotations, reported as a warning.
+    Invalid,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ignored => "ignored",
+            Outcome::Skipped => "skipped",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Patched => "patched",
+            Outcome::Audited => "audited",
+            Outcome::Denied => "denied",
+            Outcome::Invalid => "invalid",
+        }
+    }
+}
+
+/// A failed review. Client errors map to HTTP 400, the rest to 500 (and so to
+/// the webhook's `failurePolicy`).
+#[derive(Debug, Error)]
+pub enum AdmissionError {
+    #[error("malformed AdmissionReview: {0}")]
+    Malformed(#[source] serde_json::Error),
+    #[error("the AdmissionReview has no request")]
+    NoRequest,
+    #[error("request {uid}: a CREATE of a pod must carry the object")]
+    NoObject { uid: String },
+    #[error("request {uid}: the object is not a valid Pod: {source}")]
+    InvalidPod {
+        uid: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("request {uid}: internal error: {source}")]
+    Internal {
+        uid: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl AdmissionError {
+    pub fn is_client_error(&self) -> bool {
+        !matches!(self, AdmissionError::Internal { .. })
+    }
+}
+
+/// A review and what the logs and metrics need to know about it.
+#[derive(Debug)]
+pub struct Reviewed {
+    pub review: AdmissionReview<DynamicObject>,
+    pub outcome: Outcome,
+    pub mode: Mode,
+    pub uid: String,
+    pub namespace: String,
+    /// The pod's name, or its `generateName` (pods of a ReplicaSet have no name yet).
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Admission {
+    settings: Settings,
+}
+
+impl Admission {
+    pub fn new(settings: Settings) -> Self {
+        Admission { settings }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Parses and answers one AdmissionReview body.
+    pub fn review_bytes(
+        &self,
+        endpoint: Endpoint,
+        body: &[u8],
+    ) -> Result<Reviewed, AdmissionError> {
+        let review: AdmissionReview<DynamicObject> =
+            serde_json::from_slice(body).map_err(AdmissionError::Malformed)?;
+        self.review(endpoint, review, &NamespaceDefaults::default())
+    }
+
+    pub fn review(
+        &self,
+        endpoint: Endpoint,
+        review: AdmissionReview<DynamicObject>,
+        namespace_defaults: &NamespaceDefaults,
+    ) -> Result<Reviewed, AdmissionError> {
+        let mut request: AdmissionRequest<DynamicObject> =
+            review.try_into().map_err(|_| AdmissionError::NoRequest)?;
+        let response = AdmissionResponse::from(&request);
+        let mut mode = match endpoint {
+            Endpoint::Mutate if !self.settings.dry_run => Mode::Enforce,
+            _ => Mode::Audit,
+        };
+        let uid = request.uid.clone();
+        let mut reviewed = Reviewed {
+            review: response.clone().into_review(),
+            outcome: Outcome::Ignored,
+            mode,
+            uid: uid.clone(),
+            namespace: request.namespace.clone().unwrap_or_default(),
+            name: request.name.clone(),
+        };
+
+        let is_pod_create = request.operation == Operation::Create
+            && request.resource.group.is_empty()
+            && request.resource.resource == "pods"
+            && request.sub_resource.as_deref().unwrap_or("").is_empty();
+        if !is_pod_create {
+            return Ok(reviewed);
+        }
+        let object = request
+            .object
+            .take()
+            .ok_or_else(|| AdmissionError::NoObject { uid: uid.clone() })?;
+        let pod = into_pod(object).map_err(|source| AdmissionError::InvalidPod {
+            uid: uid.clone(),
+            source,
+        })?;
+        if reviewed.name.is_empty() {
+            reviewed.name = pod
+                .metadata
+                .name
+                .clone()
+                .or_else(|| pod.metadata.generate_name.clone())
+                .unwrap_or_default();
+        }
+        let namespace = request
+            .namespace
+            .as_deref()
+            .or(pod.metadata.namespace.as_deref());
+
+        mode = mode.for_pod(&pod);
+        reviewed.mode = mode;
+
+        let (response, outcome) = match plan(&pod, namespace, &self.settings, namespace_defaults) {
+            Err(error) => match mode {
+                Mode::Enforce => {
+                    let message = format!("gracehook: pod {}: {error}", reviewed.name);
+                    let mut denied = response.deny(&message);
+                    denied.result = Status::failure(&message, "BadRequest").with_code(400);
+                    (denied, Outcome::Denied)
+                }
+                Mode::Audit => {
+                    let mut warned = response;
+                    warned.warnings = Some(vec![summary::audit_invalid(&error)]);
+                    (warned, Outcome::Invalid)
+                }
+            },
+            Ok(Decision::Skip(_)) => (response, Outcome::Skipped),
+            Ok(Decision::Plan(plan)) if plan.is_noop() => (response, Outcome::Unchanged),
+            Ok(Decision::Plan(plan)) => {
+                let internal =
+                    |source: Box<dyn std::error::Error + Send + Sync>| AdmissionError::Internal {
+                        uid: uid.clone(),
+                        source,
+                    };
+                let patch = to_patch(&plan, Target::POD).map_err(|e| internal(e.into()))?;
+                match mode {
+                    Mode::Enforce => {
+                        let warnings = summary::enforce_warnings(&plan);
+                        let mut patched =
+                            response.with_patch(patch).map_err(|e| internal(e.into()))?;
+                        if !warnings.is_empty() {
+                            patched.warnings = Some(warnings);
+                        }
+                        (patched, Outcome::Patched)
+                    }
+                    Mode::Audit => {
+                        let warning = summary::audit_warning(&plan);
+                        let mut audited = response;
+                        audited.audit_annotations = HashMap::from([
+                            ("patch".to_string(), patch_json(&patch)),
+                            ("summary".to_string(), summary::would_change(&plan)),
+                        ]);
+                        audited.warnings = Some(vec![warning]);
+                        (audited, Outcome::Audited)
+                    }
+                }
+            }
+        };
+        reviewed.review = response.into_review();
+        reviewed.outcome = outcome;
+        Ok(reviewed)
+    }
+}
+
+fn patch_json(patch: &json_patch::Patch) -> String {
+    serde_json::to_string(patch).unwrap_or_else(|e| format!("unserialisable patch: {e}"))
+}
+
+/// The API server sends the pod as an untyped object; only the spec needs a
+/// second conversion, the metadata is already typed.
+fn into_pod(mut object: DynamicObject) -> Result<Pod, serde_json::Error> {
+    let spec = match object.data.get_mut("spec").map(serde_json::Value::take) {
+        None | Some(serde_json::Value::Null) => None,
+        Some(spec) => Some(serde_json::from_value::<PodSpec>(spec)?),
+    };
+    Ok(Pod {
+        metadata: object.metadata,
+        spec,
+        status: None,
+    })
+}

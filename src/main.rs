@@ -1,0 +1,135 @@
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use serde_json::Value;
+
+use gracehook::admission::{Admission, Endpoint};
+use gracehook::cli::{Cli, Command, LogFormat, MutateArgs, Output, PathArg, ReviewArgs};
+use gracehook::settings::Mode;
+use gracehook::workload;
+
+fn main() -> ExitCode {
+    // clap exits with 2 on usage errors by itself.
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Review(args) => review(args),
+        Command::Mutate(args) => mutate(args),
+    }
+}
+
+fn read_input(path: &Path) -> Result<String> {
+    let mut text = String::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading standard input")?;
+    } else {
+        text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    }
+    Ok(text)
+}
+
+fn review(args: ReviewArgs) -> Result<()> {
+    let input = read_input(&args.file)?;
+    let endpoint = match args.path {
+        PathArg::Mutate => Endpoint::Mutate,
+        PathArg::Audit => Endpoint::Audit,
+    };
+    let admission = Admission::new(args.planning.settings());
+    let reviewed = admission
+        .review_bytes(endpoint, input.as_bytes())
+        .with_context(|| args.file.display().to_string())?;
+    let text = serde_json::to_string_pretty(&reviewed.review)?;
+    writeln!(std::io::stdout(), "{text}")?;
+    Ok(())
+}
+
+fn mutate(args: MutateArgs) -> Result<()> {
+    let input = read_input(&args.file)?;
+    let source = args.file.display().to_string();
+    let settings = args.planning.settings();
+    let mode = Mode::from(args.mode);
+    let documents = workload::parse_documents(&input).with_context(|| source.clone())?;
+
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    for (index, document) in documents.iter().enumerate() {
+        match workload::mutate(document, index + 1, mode, &settings) {
+            Ok(result) => results.push(result),
+            Err(error) => errors.push(format!("{source}: {error}")),
+        }
+    }
+    if !errors.is_empty() {
+        // Nothing on stdout: a pipe into `kubectl apply` must not apply half.
+        bail!("{}", errors.join("\nerror: "));
+    }
+
+    let mut out = std::io::stdout().lock();
+    for result in &results {
+        for pod in &result.pods {
+            match (mode, pod.mode) {
+                (Mode::Audit, _) => writeln!(out, "{}: {}", pod.object, pod.audit_line())?,
+                // Downgraded by its own gracehook.io/mode annotation.
+                (Mode::Enforce, Mode::Audit) => eprintln!("{}: {}", pod.object, pod.audit_line()),
+                (Mode::Enforce, Mode::Enforce) => {}
+            }
+        }
+    }
+    if mode == Mode::Audit {
+        return Ok(());
+    }
+    match args.output {
+        Output::Yaml => {
+            for (i, result) in results.iter().enumerate() {
+                if i > 0 {
+                    writeln!(out, "---")?;
+                }
+                write!(out, "{}", serde_yaml_ng::to_string(&result.object)?)?;
+            }
+        }
+        Output::Json => {
+            let value = match results.as_slice() {
+                [one] => one.object.clone(),
+                many => serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "List",
+                    "items": many.iter().map(|r| r.object.clone()).collect::<Vec<Value>>(),
+                }),
+            };
+            writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+        }
+        Output::Patch => {
+            for result in &results {
+                writeln!(out, "{}", serde_json::to_string(&result.patch)?)?;
+            }
+        }
+    }
+    Ok(())
+}
