@@ -17,4 +17,5 @@ pub mod patch;
 pub mod plan;
 pub mod settings;
 pub mod summary;
+pub mod wire;
 pub mod workload;

@@ -66,7 +66,7 @@ fn review(args: ReviewArgs) -> Result<()> {
     let reviewed = admission
         .review_bytes(endpoint, input.as_bytes())
         .with_context(|| args.file.display().to_string())?;
-    let text = serde_json::to_string_pretty(&reviewed.review)?;
+    let text = gracehook::wire::to_string_pretty(&reviewed.review)?;
     writeln!(std::io::stdout(), "{text}")?;
     Ok(())
 }
