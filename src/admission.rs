@@ -58,6 +58,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Ignored,
+        Outcome::Skipped,
+        Outcome::Unchanged,
+        Outcome::Patched,
+        Outcome::Audited,
+        Outcome::Denied,
+        Outcome::Invalid,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ignored => "ignored",

@@ -1,12 +1,16 @@
 //! The command line. Every flag also reads `GRACEHOOK_<FLAG>` so the same
 //! binary is configured by env vars in a Deployment (twelve-factor).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::duration::parse_seconds;
+use crate::duration::{parse_duration, parse_seconds};
+use crate::serve::ServeConfig;
 use crate::settings::{Defaults, Mode, PrestopStyle, Settings};
+use crate::tls::TlsFiles;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,19 +23,78 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 
-    /// Log format: text for people, json for log pipelines.
-    #[arg(long, global = true, env = "GRACEHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    /// Log format: json for log pipelines, text for people; auto picks text on
+    /// a terminal and json elsewhere (in a container).
+    #[arg(long, global = true, env = "GRACEHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    Auto,
     Text,
     Json,
 }
 
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the TLS admission endpoint.
+    #[arg(long, env = "GRACEHOOK_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Address of the plain-HTTP /metrics, /healthz and /readyz endpoint.
+    #[arg(long, env = "GRACEHOOK_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
+    /// Serving certificate (PEM, leaf first, then intermediates); reloaded when it changes.
+    /// Without it, a throw-away self-signed certificate for localhost is used.
+    #[arg(long, env = "GRACEHOOK_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of the serving certificate (PEM).
+    #[arg(long, env = "GRACEHOOK_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) for client certificates: when set, clients without a
+    /// certificate signed by it are refused at the handshake.
+    #[arg(long, env = "GRACEHOOK_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// How often the certificate files are checked for changes.
+    #[arg(long, env = "GRACEHOOK_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = exact_duration_arg)]
+    pub tls_reload_interval: Duration,
+    /// After SIGTERM: how long to keep serving with readiness failed, while
+    /// endpoints and the API server stop sending to this replica.
+    #[arg(long, env = "GRACEHOOK_SHUTDOWN_DELAY", default_value = "5s", value_parser = exact_duration_arg)]
+    pub shutdown_delay: Duration,
+    /// After the delay: how long requests in flight may take to finish.
+    #[arg(long, env = "GRACEHOOK_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = exact_duration_arg)]
+    pub shutdown_timeout: Duration,
+    /// Open connections at most; further clients wait in the listen backlog.
+    #[arg(long, env = "GRACEHOOK_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    #[command(flatten)]
+    pub planning: PlanningArgs,
+}
+
+impl ServeArgs {
+    pub fn config(&self) -> ServeConfig {
+        ServeConfig {
+            listen: self.listen,
+            metrics_listen: self.metrics_listen,
+            tls: self
+                .tls_cert
+                .clone()
+                .zip(self.tls_key.clone())
+                .map(|(cert, key)| TlsFiles { cert, key }),
+            client_ca: self.client_ca.clone(),
+            tls_reload_interval: self.tls_reload_interval.max(Duration::from_millis(10)),
+            shutdown_delay: self.shutdown_delay,
+            shutdown_timeout: self.shutdown_timeout,
+            max_connections: self.max_connections,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the admission webhook: TLS on --listen, metrics and probes on --metrics-listen.
+    Serve(ServeArgs),
     /// Answer one AdmissionReview (JSON) exactly as the webhook would.
     Review(ReviewArgs),
     /// Apply the plan offline to Pods and workloads (YAML or JSON).
@@ -139,6 +202,10 @@ pub struct PlanningArgs {
     /// Make /mutate behave like /audit: report, change nothing.
     #[arg(long, env = "GRACEHOOK_DRY_RUN")]
     pub dry_run: bool,
+}
+
+fn exact_duration_arg(value: &str) -> Result<Duration, String> {
+    parse_duration(value).map_err(|e| format!("{e} (for example 5s or 500ms)"))
 }
 
 fn duration_arg(value: &str) -> Result<u64, String> {

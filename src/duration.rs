@@ -37,6 +37,23 @@ const MAX_SECONDS: u128 = i64::MAX as u128;
 /// Parses `"30"`, `"30s"`, `"1m30s"`, `"1.5s"`, `"500ms"`, ... into whole seconds,
 /// rounding any fraction up.
 pub fn parse_seconds(input: &str) -> Result<u64, DurationError> {
+    let (nanos, leftover) = parse_nanos(input)?;
+    to_seconds(nanos, leftover)
+}
+
+/// The same grammar, exact to the nanosecond: for the server's own timings
+/// (`--shutdown-delay 500ms`), where rounding up to seconds would be wrong.
+pub fn parse_duration(input: &str) -> Result<std::time::Duration, DurationError> {
+    let (nanos, _) = parse_nanos(input)?;
+    to_seconds(nanos, false)?;
+    let secs = u64::try_from(nanos / NANOS_PER_SECOND).map_err(|_| DurationError::Overflow)?;
+    // Below one second: fits in u32.
+    let sub = (nanos % NANOS_PER_SECOND) as u32;
+    Ok(std::time::Duration::new(secs, sub))
+}
+
+/// Nanoseconds, and whether a fraction below one nanosecond was cut off.
+fn parse_nanos(input: &str) -> Result<(u128, bool), DurationError> {
     let s = input.trim();
     if s.is_empty() {
         return Err(DurationError::Empty);
@@ -47,10 +64,10 @@ pub fn parse_seconds(input: &str) -> Result<u64, DurationError> {
     let s = s.strip_prefix('+').unwrap_or(s);
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         let seconds: u128 = s.parse().map_err(|_| DurationError::Overflow)?;
-        return to_seconds(seconds * NANOS_PER_SECOND, false);
-    }
-    if s == "0" {
-        return Ok(0);
+        if seconds > MAX_SECONDS {
+            return Err(DurationError::Overflow);
+        }
+        return Ok((seconds * NANOS_PER_SECOND, false));
     }
 
     let mut rest = s;
@@ -105,7 +122,7 @@ pub fn parse_seconds(input: &str) -> Result<u64, DurationError> {
         }
         rest = after_unit;
     }
-    to_seconds(total_nanos, leftover)
+    Ok((total_nanos, leftover))
 }
 
 fn split_digits(s: &str) -> (&str, &str) {
@@ -204,6 +221,15 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(parse_seconds(input), Err(want), "input {input:?}");
         }
+    }
+
+    #[test]
+    fn exact_durations_for_server_timings() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m30.5s"), Ok(Duration::from_millis(90_500)));
+        assert_eq!(parse_duration("25"), Ok(Duration::from_secs(25)));
+        assert_eq!(parse_duration("-1s"), Err(DurationError::Negative));
     }
 
     #[test]

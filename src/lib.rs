@@ -11,11 +11,16 @@
 
 pub mod admission;
 pub mod annotations;
+pub mod certs;
 pub mod cli;
 pub mod duration;
+pub mod http;
+pub mod metrics;
 pub mod patch;
 pub mod plan;
+pub mod serve;
 pub mod settings;
 pub mod summary;
+pub mod tls;
 pub mod wire;
 pub mod workload;

@@ -1,20 +1,24 @@
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use serde_json::Value;
 
 use gracehook::admission::{Admission, Endpoint};
-use gracehook::cli::{Cli, Command, LogFormat, MutateArgs, Output, PathArg, ReviewArgs};
+use gracehook::cli::{Cli, Command, LogFormat, MutateArgs, Output, PathArg, ReviewArgs, ServeArgs};
 use gracehook::settings::Mode;
 use gracehook::workload;
 
 fn main() -> ExitCode {
     // clap exits with 2 on usage errors by itself.
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // `serve` writes its logs on stdout, as containers should; the offline
+    // commands keep stdout for their output.
+    let serving = matches!(cli.command, Command::Serve(_));
+    init_tracing(cli.log_format, serving);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -24,23 +28,64 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, to_stdout: bool) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+    let terminal = if to_stdout {
+        std::io::stdout().is_terminal()
+    } else {
+        std::io::stderr().is_terminal()
+    };
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !terminal,
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match (json, to_stdout) {
+        (true, true) => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_writer(std::io::stdout)
+            .init(),
+        (true, false) => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_writer(std::io::stderr)
+            .init(),
+        (false, true) => builder
+            .with_ansi(terminal)
+            .with_writer(std::io::stdout)
+            .init(),
+        (false, false) => builder
+            .with_ansi(terminal)
+            .with_writer(std::io::stderr)
+            .init(),
     }
 }
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Serve(args) => serve(args),
         Command::Review(args) => review(args),
         Command::Mutate(args) => mutate(args),
     }
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    // kube and tokio-rustls could each bring a crypto provider; pick one.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let _ = provider.as_ref().clone().install_default();
+    let admission = Admission::new(args.planning.settings());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(gracehook::serve::run(args.config(), admission, provider))?;
+    Ok(())
 }
 
 fn read_input(path: &Path) -> Result<String> {

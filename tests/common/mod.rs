@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod server;
+
 use json_patch::Patch;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
