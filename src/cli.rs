@@ -97,8 +97,29 @@ pub enum Command {
     Serve(ServeArgs),
     /// Answer one AdmissionReview (JSON) exactly as the webhook would.
     Review(ReviewArgs),
+    /// Write a CA, a serving certificate for the webhook Service and the CA bundle.
+    Certs(CertsArgs),
     /// Apply the plan offline to Pods and workloads (YAML or JSON).
     Mutate(MutateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Name of the webhook's Service.
+    #[arg(long, env = "GRACEHOOK_SERVICE", default_value = "gracehook")]
+    pub service: String,
+    /// Namespace of the webhook's Service.
+    #[arg(long, env = "GRACEHOOK_NAMESPACE", default_value = "gracehook-system")]
+    pub namespace: String,
+    /// Directory to write ca.crt, tls.crt, tls.key, ca-bundle.b64 and ca-bundle-patch.yaml to.
+    #[arg(long, env = "GRACEHOOK_OUT", default_value = "certs")]
+    pub out: PathBuf,
+    /// Validity of the serving certificate, in days.
+    #[arg(long, env = "GRACEHOOK_DAYS", default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub days: u32,
+    /// More names for the certificate (DNS names or IP addresses), comma-separated.
+    #[arg(long, env = "GRACEHOOK_EXTRA_NAMES", value_delimiter = ',')]
+    pub extra_names: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,9 @@ use clap::Parser;
 use serde_json::Value;
 
 use gracehook::admission::{Admission, Endpoint};
-use gracehook::cli::{Cli, Command, LogFormat, MutateArgs, Output, PathArg, ReviewArgs, ServeArgs};
+use gracehook::cli::{
+    CertsArgs, Cli, Command, LogFormat, MutateArgs, Output, PathArg, ReviewArgs, ServeArgs,
+};
 use gracehook::settings::Mode;
 use gracehook::workload;
 
@@ -71,6 +73,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Review(args) => review(args),
+        Command::Certs(args) => certs(args),
         Command::Mutate(args) => mutate(args),
     }
 }
@@ -86,6 +89,56 @@ fn serve(args: ServeArgs) -> Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(gracehook::serve::run(args.config(), admission, provider))?;
     Ok(())
+}
+
+fn certs(args: CertsArgs) -> Result<()> {
+    use base64::Engine;
+    use gracehook::certs;
+    let mut names = certs::service_names(&args.service, &args.namespace);
+    names.extend(
+        args.extra_names
+            .iter()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty()),
+    );
+    let generated = certs::webhook_certs(&names, args.days)?;
+    let bundle = base64::engine::general_purpose::STANDARD.encode(&generated.ca_pem);
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let files = [
+        ("ca.crt", generated.ca_pem.as_str(), 0o644),
+        ("tls.crt", generated.cert_pem.as_str(), 0o644),
+        ("tls.key", generated.key_pem.as_str(), 0o600),
+        ("ca-bundle.b64", &format!("{bundle}\n"), 0o644),
+        (
+            "ca-bundle-patch.yaml",
+            &certs::ca_bundle_patch(&bundle),
+            0o644,
+        ),
+    ];
+    for (name, content, mode) in files {
+        let path = args.out.join(name);
+        write_file(&path, content, mode).with_context(|| format!("writing {}", path.display()))?;
+    }
+    eprintln!(
+        "wrote a CA and a serving certificate for {} (valid {} days) to {}",
+        names.join(", "),
+        args.days,
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn write_file(path: &Path, content: &str, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Replace rather than truncate, so a key never sits in a world-readable file.
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    file.write_all(content.as_bytes())
 }
 
 fn read_input(path: &Path) -> Result<String> {
