@@ -312,3 +312,64 @@ fn every_planning_flag_reads_its_environment_variable() {
         stdout(&output)
     );
 }
+
+#[test]
+fn certs_output_verifies_for_every_service_name() {
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+    let out = std::env::temp_dir().join(format!("gracehook-certs-{}", std::process::id()));
+    let output = gracehook(&[
+        "certs",
+        "--service",
+        "hook",
+        "--namespace",
+        "ops",
+        "--out",
+        out.to_str().unwrap(),
+        "--extra-names",
+        "127.0.0.1",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let read = |name: &str| std::fs::read(out.join(name)).unwrap();
+    let ca = CertificateDer::from_pem_slice(&read("ca.crt")).unwrap();
+    let leaf = CertificateDer::from_pem_slice(&read("tls.crt")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
+            .build()
+            .unwrap();
+    for name in [
+        "hook",
+        "hook.ops",
+        "hook.ops.svc",
+        "hook.ops.svc.cluster.local",
+        "127.0.0.1",
+    ] {
+        let server_name = ServerName::try_from(name).unwrap();
+        verifier
+            .verify_server_cert(&leaf, &[], &server_name, &[], UnixTime::now())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let wrong = ServerName::try_from("hook.other.svc").unwrap();
+    assert!(
+        verifier
+            .verify_server_cert(&leaf, &[], &wrong, &[], UnixTime::now())
+            .is_err()
+    );
+
+    // The bundle is the CA, and the key matches the certificate.
+    use base64::Engine;
+    let bundle = base64::engine::general_purpose::STANDARD
+        .decode(String::from_utf8(read("ca-bundle.b64")).unwrap().trim())
+        .unwrap();
+    assert_eq!(bundle, read("ca.crt"));
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&read("tls.key")).unwrap();
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::sign::CertifiedKey::from_der(vec![leaf.into_owned()], key, &provider)
+        .expect("key matches");
+    let _ = std::fs::remove_dir_all(&out);
+}
