@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
-use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::response::Status;
+use kube::core::{DynamicObject, Resource};
 use thiserror::Error;
 
 use crate::patch::{Target, to_patch};
@@ -138,14 +138,23 @@ impl Admission {
     }
 
     /// Parses and answers one AdmissionReview body.
+    /// Parses and answers one AdmissionReview body.
     pub fn review_bytes(
         &self,
         endpoint: Endpoint,
         body: &[u8],
     ) -> Result<Reviewed, AdmissionError> {
+        let defaults = NamespaceDefaults::default();
+        // The common case, a pod, is parsed straight into k8s-openapi's Pod in
+        // one pass. Anything else (another kind, a pod that does not parse)
+        // takes the untyped path, which decides between "not ours" and 400.
+        if let Ok(review) = serde_json::from_slice::<AdmissionReview<Pod>>(body) {
+            let request = review.try_into().map_err(|_| AdmissionError::NoRequest)?;
+            return self.answer(endpoint, request, Ok, &defaults);
+        }
         let review: AdmissionReview<DynamicObject> =
             serde_json::from_slice(body).map_err(AdmissionError::Malformed)?;
-        self.review(endpoint, review, &NamespaceDefaults::default())
+        self.review(endpoint, review, &defaults)
     }
 
     pub fn review(
@@ -154,21 +163,33 @@ impl Admission {
         review: AdmissionReview<DynamicObject>,
         namespace_defaults: &NamespaceDefaults,
     ) -> Result<Reviewed, AdmissionError> {
-        let mut request: AdmissionRequest<DynamicObject> =
-            review.try_into().map_err(|_| AdmissionError::NoRequest)?;
+        let request = review.try_into().map_err(|_| AdmissionError::NoRequest)?;
+        self.answer(endpoint, request, into_pod, namespace_defaults)
+    }
+
+    fn answer<K: Resource>(
+        &self,
+        endpoint: Endpoint,
+        mut request: AdmissionRequest<K>,
+        to_pod: impl FnOnce(K) -> Result<Pod, serde_json::Error>,
+        namespace_defaults: &NamespaceDefaults,
+    ) -> Result<Reviewed, AdmissionError> {
         let response = AdmissionResponse::from(&request);
-        let mut mode = match endpoint {
+        let mode = match endpoint {
             Endpoint::Mutate if !self.settings.dry_run => Mode::Enforce,
             _ => Mode::Audit,
         };
-        let uid = request.uid.clone();
         let mut reviewed = Reviewed {
-            review: response.clone().into_review(),
+            review: AdmissionReview {
+                types: Default::default(),
+                request: None,
+                response: None,
+            },
             outcome: Outcome::Ignored,
             mode,
-            uid: uid.clone(),
+            uid: std::mem::take(&mut request.uid),
             namespace: request.namespace.clone().unwrap_or_default(),
-            name: request.name.clone(),
+            name: std::mem::take(&mut request.name),
         };
 
         let is_pod_create = request.operation == Operation::Create
@@ -176,13 +197,15 @@ impl Admission {
             && request.resource.resource == "pods"
             && request.sub_resource.as_deref().unwrap_or("").is_empty();
         if !is_pod_create {
+            reviewed.review = response.into_review();
             return Ok(reviewed);
         }
+        let uid = &reviewed.uid;
         let object = request
             .object
             .take()
             .ok_or_else(|| AdmissionError::NoObject { uid: uid.clone() })?;
-        let pod = into_pod(object).map_err(|source| AdmissionError::InvalidPod {
+        let pod = to_pod(object).map_err(|source| AdmissionError::InvalidPod {
             uid: uid.clone(),
             source,
         })?;
@@ -198,59 +221,81 @@ impl Admission {
             .namespace
             .as_deref()
             .or(pod.metadata.namespace.as_deref());
+        reviewed.mode = mode.for_pod(&pod);
 
-        mode = mode.for_pod(&pod);
-        reviewed.mode = mode;
-
-        let (response, outcome) = match plan(&pod, namespace, &self.settings, namespace_defaults) {
-            Err(error) => match mode {
-                Mode::Enforce => {
-                    let message = format!("gracehook: pod {}: {error}", reviewed.name);
-                    let mut denied = response.deny(&message);
-                    denied.result = Status::failure(&message, "BadRequest").with_code(400);
-                    (denied, Outcome::Denied)
-                }
-                Mode::Audit => {
-                    let mut warned = response;
-                    warned.warnings = Some(vec![summary::audit_invalid(&error)]);
-                    (warned, Outcome::Invalid)
-                }
-            },
-            Ok(Decision::Skip(_)) => (response, Outcome::Skipped),
-            Ok(Decision::Plan(plan)) if plan.is_noop() => (response, Outcome::Unchanged),
-            Ok(Decision::Plan(plan)) => {
-                let internal =
-                    |source: Box<dyn std::error::Error + Send + Sync>| AdmissionError::Internal {
-                        uid: uid.clone(),
-                        source,
-                    };
-                let patch = to_patch(&plan, Target::POD).map_err(|e| internal(e.into()))?;
-                match mode {
-                    Mode::Enforce => {
-                        let warnings = summary::enforce_warnings(&plan);
-                        let mut patched =
-                            response.with_patch(patch).map_err(|e| internal(e.into()))?;
-                        if !warnings.is_empty() {
-                            patched.warnings = Some(warnings);
-                        }
-                        (patched, Outcome::Patched)
-                    }
-                    Mode::Audit => {
-                        let warning = summary::audit_warning(&plan);
-                        let mut audited = response;
-                        audited.audit_annotations = HashMap::from([
-                            ("patch".to_string(), patch_json(&patch)),
-                            ("summary".to_string(), summary::would_change(&plan)),
-                        ]);
-                        audited.warnings = Some(vec![warning]);
-                        (audited, Outcome::Audited)
-                    }
-                }
-            }
-        };
+        let (response, outcome) = self.respond(
+            response,
+            &pod,
+            namespace,
+            reviewed.mode,
+            &reviewed.name,
+            uid,
+            namespace_defaults,
+        )?;
         reviewed.review = response.into_review();
         reviewed.outcome = outcome;
         Ok(reviewed)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn respond(
+        &self,
+        response: AdmissionResponse,
+        pod: &Pod,
+        namespace: Option<&str>,
+        mode: Mode,
+        name: &str,
+        uid: &str,
+        namespace_defaults: &NamespaceDefaults,
+    ) -> Result<(AdmissionResponse, Outcome), AdmissionError> {
+        let internal =
+            |source: Box<dyn std::error::Error + Send + Sync>| AdmissionError::Internal {
+                uid: uid.to_string(),
+                source,
+            };
+        Ok(
+            match plan(pod, namespace, &self.settings, namespace_defaults) {
+                Err(error) => match mode {
+                    Mode::Enforce => {
+                        let message = format!("gracehook: pod {name}: {error}");
+                        let mut denied = response.deny(&message);
+                        denied.result = Status::failure(&message, "BadRequest").with_code(400);
+                        (denied, Outcome::Denied)
+                    }
+                    Mode::Audit => {
+                        let mut warned = response;
+                        warned.warnings = Some(vec![summary::audit_invalid(&error)]);
+                        (warned, Outcome::Invalid)
+                    }
+                },
+                Ok(Decision::Skip(_)) => (response, Outcome::Skipped),
+                Ok(Decision::Plan(plan)) if plan.is_noop() => (response, Outcome::Unchanged),
+                Ok(Decision::Plan(plan)) => {
+                    let patch = to_patch(&plan, Target::POD).map_err(|e| internal(e.into()))?;
+                    match mode {
+                        Mode::Enforce => {
+                            let warnings = summary::enforce_warnings(&plan);
+                            let mut patched =
+                                response.with_patch(patch).map_err(|e| internal(e.into()))?;
+                            if !warnings.is_empty() {
+                                patched.warnings = Some(warnings);
+                            }
+                            (patched, Outcome::Patched)
+                        }
+                        Mode::Audit => {
+                            let warning = summary::audit_warning(&plan);
+                            let mut audited = response;
+                            audited.audit_annotations = HashMap::from([
+                                ("patch".to_string(), patch_json(&patch)),
+                                ("summary".to_string(), summary::would_change(&plan)),
+                            ]);
+                            audited.warnings = Some(vec![warning]);
+                            (audited, Outcome::Audited)
+                        }
+                    }
+                }
+            },
+        )
     }
 }
 

@@ -1,0 +1,94 @@
+//! Time per review through the admission layer (parse, plan, patch, response
+//! JSON) and through the planner alone, on realistic pods.
+//!
+//!     cargo bench --bench review
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use gracehook::admission::{Admission, Endpoint};
+use gracehook::plan::plan;
+use gracehook::settings::{NamespaceDefaults, Settings};
+use gracehook::wire;
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{Value, json};
+
+/// The seed review: a Deployment's Apache pod as the API server sends it (~2 KB).
+fn typical() -> Value {
+    serde_json::from_str(include_str!("../examples/review-apache.json")).expect("example review")
+}
+
+fn with_containers(count: usize) -> Value {
+    let mut review = typical();
+    let template = review["request"]["object"]["spec"]["containers"][0].clone();
+    let containers: Vec<Value> = (0..count)
+        .map(|i| {
+            let mut c = template.clone();
+            c["name"] = json!(format!("container-{i}"));
+            c
+        })
+        .collect();
+    review["request"]["object"]["spec"]["containers"] = json!(containers);
+    review
+}
+
+fn with_big_annotation(bytes: usize) -> Value {
+    let mut review = typical();
+    review["request"]["object"]["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] =
+        json!("x".repeat(bytes));
+    review
+}
+
+fn cases() -> Vec<(&'static str, Vec<u8>)> {
+    [
+        ("typical", typical()),
+        ("30-containers", with_containers(30)),
+        ("100KB-annotation", with_big_annotation(100 * 1024)),
+    ]
+    .into_iter()
+    .map(|(name, review)| (name, serde_json::to_vec(&review).expect("json")))
+    .collect()
+}
+
+fn review(c: &mut Criterion) {
+    let admission = Admission::new(Settings::default());
+    let mut group = c.benchmark_group("review");
+    for (name, body) in cases() {
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        for endpoint in [Endpoint::Mutate, Endpoint::Audit] {
+            let id = BenchmarkId::new(endpoint.path().trim_start_matches('/'), name);
+            group.bench_with_input(id, &body, |b, body| {
+                b.iter(|| {
+                    let reviewed = admission
+                        .review_bytes(endpoint, black_box(body))
+                        .expect("review");
+                    wire::to_vec(&reviewed.review).expect("response")
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn planner(c: &mut Criterion) {
+    let settings = Settings::default();
+    let mut group = c.benchmark_group("plan");
+    for (name, body) in cases() {
+        let review: Value = serde_json::from_slice(&body).expect("json");
+        let pod: Pod = serde_json::from_value(review["request"]["object"].clone()).expect("pod");
+        group.bench_with_input(BenchmarkId::from_parameter(name), &pod, |b, pod| {
+            b.iter(|| {
+                plan(
+                    black_box(pod),
+                    Some("shop"),
+                    &settings,
+                    &NamespaceDefaults::default(),
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, review, planner);
+criterion_main!(benches);
