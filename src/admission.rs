@@ -2,10 +2,13 @@
 //! network. `serve` and `review` both call [`Admission::review`], so the
 //! command line exercises exactly what the API server gets.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
+use serde::Deserialize;
+
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::admission::{AdmissionResponse, AdmissionReview, Operation};
 use kube::core::response::Status;
 use kube::core::{DynamicObject, Resource};
 use thiserror::Error;
@@ -149,8 +152,7 @@ impl Admission {
         // one pass. Anything else (another kind, a pod that does not parse)
         // takes the untyped path, which decides between "not ours" and 400.
         if let Ok(review) = serde_json::from_slice::<AdmissionReview<Pod>>(body) {
-            let request = review.try_into().map_err(|_| AdmissionError::NoRequest)?;
-            return self.answer(endpoint, request, Ok, &defaults);
+            return self.answer(endpoint, review, |pod| Ok(Cow::Borrowed(pod)), &defaults);
         }
         let review: AdmissionReview<DynamicObject> =
             serde_json::from_slice(body).map_err(AdmissionError::Malformed)?;
@@ -163,18 +165,28 @@ impl Admission {
         review: AdmissionReview<DynamicObject>,
         namespace_defaults: &NamespaceDefaults,
     ) -> Result<Reviewed, AdmissionError> {
-        let request = review.try_into().map_err(|_| AdmissionError::NoRequest)?;
-        self.answer(endpoint, request, into_pod, namespace_defaults)
+        self.answer(
+            endpoint,
+            review,
+            |object| into_pod(object).map(Cow::Owned),
+            namespace_defaults,
+        )
     }
 
+    /// Answers a review in place: a Pod is a large struct, and moving it
+    /// around costs more than planning it.
     fn answer<K: Resource>(
         &self,
         endpoint: Endpoint,
-        mut request: AdmissionRequest<K>,
-        to_pod: impl FnOnce(K) -> Result<Pod, serde_json::Error>,
+        mut review: AdmissionReview<K>,
+        to_pod: impl FnOnce(&K) -> Result<Cow<'_, Pod>, serde_json::Error>,
         namespace_defaults: &NamespaceDefaults,
     ) -> Result<Reviewed, AdmissionError> {
-        let response = AdmissionResponse::from(&request);
+        let types = review.types;
+        let request = review.request.as_mut().ok_or(AdmissionError::NoRequest)?;
+        // The response echoes the request's apiVersion and kind.
+        request.types = types;
+        let response = AdmissionResponse::from(&*request);
         let mode = match endpoint {
             Endpoint::Mutate if !self.settings.dry_run => Mode::Enforce,
             _ => Mode::Audit,
@@ -203,7 +215,7 @@ impl Admission {
         let uid = &reviewed.uid;
         let object = request
             .object
-            .take()
+            .as_ref()
             .ok_or_else(|| AdmissionError::NoObject { uid: uid.clone() })?;
         let pod = to_pod(object).map_err(|source| AdmissionError::InvalidPod {
             uid: uid.clone(),
@@ -303,15 +315,15 @@ fn patch_json(patch: &json_patch::Patch) -> String {
     serde_json::to_string(patch).unwrap_or_else(|e| format!("unserialisable patch: {e}"))
 }
 
-/// The API server sends the pod as an untyped object; only the spec needs a
-/// second conversion, the metadata is already typed.
-fn into_pod(mut object: DynamicObject) -> Result<Pod, serde_json::Error> {
-    let spec = match object.data.get_mut("spec").map(serde_json::Value::take) {
+/// The slow path: a pod that did not parse as a typed Pod at first, converted
+/// again to find out why.
+fn into_pod(object: &DynamicObject) -> Result<Pod, serde_json::Error> {
+    let spec = match object.data.get("spec") {
         None | Some(serde_json::Value::Null) => None,
-        Some(spec) => Some(serde_json::from_value::<PodSpec>(spec)?),
+        Some(spec) => Some(PodSpec::deserialize(spec)?),
     };
     Ok(Pod {
-        metadata: object.metadata,
+        metadata: object.metadata.clone(),
         spec,
         status: None,
     })

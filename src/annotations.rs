@@ -68,6 +68,38 @@ pub fn per_container(key: &str, container: &str) -> String {
     format!("{key}.{container}")
 }
 
+/// Whether any per-container key is present. Most pods have none, and then
+/// no key needs to be built for each container.
+pub fn has_per_container_keys(annotations: &Annotations) -> bool {
+    annotations.keys().any(|key| {
+        PER_CONTAINER.iter().any(|base| {
+            key.strip_prefix(base)
+                .is_some_and(|rest| rest.starts_with('.'))
+        })
+    })
+}
+
+/// The per-container annotations of one container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerOverrides {
+    pub inject: Option<bool>,
+    pub drain_delay: Option<u64>,
+    pub request_timeout: Option<u64>,
+    pub drain_command: Option<String>,
+}
+
+pub fn container_overrides(
+    annotations: &Annotations,
+    container: &str,
+) -> Result<ContainerOverrides, AnnotationError> {
+    Ok(ContainerOverrides {
+        inject: boolean(annotations, &per_container(INJECT, container))?,
+        drain_delay: duration(annotations, &per_container(DRAIN_DELAY, container))?,
+        request_timeout: duration(annotations, &per_container(REQUEST_TIMEOUT, container))?,
+        drain_command: command(annotations, &per_container(DRAIN_COMMAND, container))?,
+    })
+}
+
 pub fn duration(annotations: &Annotations, key: &str) -> Result<Option<u64>, AnnotationError> {
     match annotations.get(key) {
         None => Ok(None),

@@ -14,6 +14,9 @@ use gracehook::cli::{
 use gracehook::settings::Mode;
 use gracehook::workload;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // clap exits with 2 on usage errors by itself.
     let cli = Cli::parse();

@@ -284,6 +284,7 @@ pub fn plan(
         }
     }
 
+    let overridden = ann::has_per_container_keys(annotations);
     let mut containers = Vec::new();
     for (index, container) in spec.containers.iter().enumerate() {
         let name = container.name.as_str();
@@ -296,17 +297,17 @@ pub fn plan(
         {
             continue;
         }
-        if ann::boolean(annotations, &ann::per_container(ann::INJECT, name))? == Some(false) {
+        let overrides = if overridden {
+            ann::container_overrides(annotations, name)?
+        } else {
+            ann::ContainerOverrides::default()
+        };
+        if overrides.inject == Some(false) {
             continue;
         }
-        let drain_delay = ann::duration(annotations, &ann::per_container(ann::DRAIN_DELAY, name))?
-            .unwrap_or(pod_delay);
-        let request_timeout =
-            ann::duration(annotations, &ann::per_container(ann::REQUEST_TIMEOUT, name))?
-                .unwrap_or(pod_timeout);
-        let drain_command =
-            ann::command(annotations, &ann::per_container(ann::DRAIN_COMMAND, name))?
-                .or_else(|| pod_command.clone());
+        let drain_delay = overrides.drain_delay.unwrap_or(pod_delay);
+        let request_timeout = overrides.request_timeout.unwrap_or(pod_timeout);
+        let drain_command = overrides.drain_command.or_else(|| pod_command.clone());
 
         let wanted = wanted_hook(
             drain_delay,
@@ -437,10 +438,21 @@ fn required_grace(containers: &[ContainerPlan], margin: u64, max: u64) -> Result
 /// `{"grace":40,"containers":{"web":"exec"}}`. Deterministic, so that a second
 /// pass can compare strings.
 fn status_record(plan: &Plan) -> String {
-    let containers: serde_json::Map<String, serde_json::Value> = plan
-        .containers
-        .iter()
-        .map(|c| (c.name.clone(), c.action.status_kind().into()))
-        .collect();
-    serde_json::json!({ "grace": plan.final_grace(), "containers": containers }).to_string()
+    #[derive(serde::Serialize)]
+    struct Record<'a> {
+        grace: u64,
+        containers: Kinds<'a>,
+    }
+    struct Kinds<'a>(&'a [ContainerPlan]);
+    impl serde::Serialize for Kinds<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_map(self.0.iter().map(|c| (&c.name, c.action.status_kind())))
+        }
+    }
+    let record = Record {
+        grace: plan.final_grace(),
+        containers: Kinds(&plan.containers),
+    };
+    // Strings and integers only: serialisation cannot fail.
+    serde_json::to_string(&record).unwrap_or_default()
 }

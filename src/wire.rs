@@ -61,7 +61,10 @@ fn wire(review: &AdmissionReview<DynamicObject>) -> WireReview<'_> {
 }
 
 pub fn to_vec(review: &AdmissionReview<DynamicObject>) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json::to_vec(&wire(review))
+    // Most responses fit: no regrowth while writing.
+    let mut out = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut out, &wire(review))?;
+    Ok(out)
 }
 
 pub fn to_string_pretty(
