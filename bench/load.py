@@ -102,13 +102,17 @@ def main():
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--out", help="append the markdown table to this file")
+    parser.add_argument("--log-level", default="info", help="RUST_LOG of gracehook (info: one line per review)")
+    parser.add_argument("--gracehook", help="binary to measure (default: a fresh release build)")
     args = parser.parse_args()
     for tool in ("oha", "nginx", "taskset"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             sys.exit(f"{tool} is required (oha: cargo install oha --locked; nginx: apt-get install nginx)")
 
-    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=REPO, check=True)
-    gracehook = os.path.join(REPO, "target/release/gracehook")
+    gracehook = args.gracehook
+    if not gracehook:
+        subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=REPO, check=True)
+        gracehook = os.path.join(REPO, "target/release/gracehook")
     work = tempfile.mkdtemp(prefix="gracehook-bench-")
     procs = []
     try:
@@ -121,7 +125,7 @@ def main():
 
         # gracehook, with its production logging (one JSON line per review).
         port, metrics = free_port(), free_port()
-        env = dict(os.environ, RUST_LOG="info")
+        env = dict(os.environ, RUST_LOG=args.log_level)
         log = open(f"{work}/gracehook.log", "wb")
         started = time.perf_counter()
         gh = subprocess.Popen(["taskset", "-c", "0", gracehook, "serve", "--listen", f"127.0.0.1:{port}",

@@ -223,3 +223,109 @@ proptest! {
         let _ = Admission::new(Settings::default()).review_bytes(Endpoint::Audit, &body[..cut.min(body.len())]);
     }
 }
+
+/// Checks an answer the way the API server would read it: the uid echoed,
+/// and a patch (if any) that applies to the object and leaves a valid Pod.
+fn assert_valid_answer(review: &Value, reviewed: &gracehook::admission::Reviewed) {
+    let wire: Value =
+        serde_json::from_slice(&gracehook::wire::to_vec(&reviewed.review).unwrap()).unwrap();
+    let response = &wire["response"];
+    assert_eq!(response["uid"], review["request"]["uid"]);
+    assert!(response["allowed"].is_boolean());
+    if let Some(patch) = common::response_patch(&wire) {
+        let mut object = review["request"]["object"].clone();
+        json_patch::patch(&mut object, &patch).expect("the patch applies");
+        serde_json::from_value::<Pod>(object).expect("a valid Pod after the patch");
+    }
+    for warning in response["warnings"].as_array().into_iter().flatten() {
+        assert!(warning.as_str().unwrap().len() <= 256, "{warning}");
+    }
+}
+
+fn hostile_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z]{1,10}",
+        "[a-z/~.]{1,12}",
+        "\\PC{1,12}",
+        Just("~1/~0".to_string()),
+        Just("a/b".to_string())
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn hostile_but_well_formed_reviews_get_valid_answers(
+        names in proptest::collection::vec(hostile_name(), 1..8),
+        keys in proptest::collection::vec((hostile_name(), "\\PC{0,16}"), 0..6),
+        grace in prop_oneof![Just(json!(null)), Just(json!(-5)), Just(json!(i64::MAX)), (0i64..100).prop_map(|g| json!(g))],
+        delay in prop_oneof![Just("9223372036854775807".to_string()), Just("1e3s".to_string()), duration_text()],
+        endpoint in prop_oneof![Just(Endpoint::Mutate), Just(Endpoint::Audit)],
+    ) {
+        let containers: Vec<Value> = names.iter().map(|n| json!({ "name": n })).collect();
+        let mut annotations = Map::new();
+        annotations.insert("gracehook.io/drain-delay".into(), json!(delay));
+        for (i, (key, value)) in keys.iter().enumerate() {
+            let name = &names[i % names.len()];
+            annotations.insert(format!("gracehook.io/{key}"), json!(value));
+            annotations.insert(format!("gracehook.io/request-timeout.{name}"), json!("2s"));
+        }
+        let pod = json!({
+            "metadata": { "name": "p", "annotations": annotations },
+            "spec": { "containers": containers, "terminationGracePeriodSeconds": grace }
+        });
+        let review = review_for(&pod, "shop");
+        let body = serde_json::to_vec(&review).unwrap();
+        match Admission::new(Settings::default()).review_bytes(endpoint, &body) {
+            Ok(reviewed) => assert_valid_answer(&review, &reviewed),
+            // Negative grace periods or duplicate names are not valid pods: a 400, not a panic.
+            Err(e) => prop_assert!(e.is_client_error(), "{e}"),
+        }
+    }
+}
+
+#[test]
+fn ten_thousand_containers_are_answered() {
+    let containers: Vec<Value> = (0..10_000)
+        .map(|i| json!({ "name": format!("c{i}"), "image": "x" }))
+        .collect();
+    let pod = json!({ "metadata": { "name": "huge" }, "spec": { "containers": containers } });
+    let review = review_for(&pod, "shop");
+    let body = serde_json::to_vec(&review).unwrap();
+    for endpoint in [Endpoint::Mutate, Endpoint::Audit] {
+        let reviewed = Admission::new(Settings::default())
+            .review_bytes(endpoint, &body)
+            .unwrap();
+        assert_valid_answer(&review, &reviewed);
+    }
+}
+
+#[test]
+fn deep_nesting_never_overflows_the_stack() {
+    let base = serde_json::to_string(&review_for(&common::web_pod(json!({})), "shop")).unwrap();
+    for depth in [200, 10_000, 1_000_000] {
+        let nested = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        // An unknown field (skipped by the typed parser) and a field parsed
+        // as free-form JSON (serde_json's recursion limit applies).
+        for (from, to) in [
+            (
+                "\"dryRun\":false",
+                format!("\"dryRun\":false,\"deep\":{nested}"),
+            ),
+            ("\"options\":{", format!("\"options\":{{\"deep\":{nested},")),
+        ] {
+            let review = base.replacen(from, &to, 1);
+            assert_ne!(review, base);
+            let result = Admission::new(Settings::default())
+                .review_bytes(Endpoint::Mutate, review.as_bytes());
+            match result {
+                Ok(reviewed) => {
+                    let original: Value = serde_json::from_str(&base).unwrap();
+                    assert_valid_answer(&original, &reviewed);
+                }
+                Err(e) => assert!(e.is_client_error(), "depth {depth}: {e}"),
+            }
+        }
+    }
+}
