@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use serde_json::Value;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use gracehook::admission::{Admission, Endpoint};
 use gracehook::cli::{
@@ -47,28 +48,22 @@ fn init_tracing(format: LogFormat, to_stdout: bool) {
         LogFormat::Text => false,
         LogFormat::Auto => !terminal,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match (json, to_stdout) {
-        (true, true) => builder
+    let writer = if to_stdout {
+        BoxMakeWriter::new(std::io::stdout)
+    } else {
+        BoxMakeWriter::new(std::io::stderr)
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    if json {
+        builder
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .with_writer(std::io::stdout)
-            .init(),
-        (true, false) => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_writer(std::io::stderr)
-            .init(),
-        (false, true) => builder
-            .with_ansi(terminal)
-            .with_writer(std::io::stdout)
-            .init(),
-        (false, false) => builder
-            .with_ansi(terminal)
-            .with_writer(std::io::stderr)
-            .init(),
+            .init();
+    } else {
+        builder.with_ansi(terminal).init();
     }
 }
 

@@ -61,7 +61,10 @@ async fn reviews_over_http1_and_http2_and_bad_requests() {
                 .contains("apachectl -k graceful-stop")
         );
         // Keep-alive: a second review on the same connection.
-        let reply = conn.review("/audit", &seed_review()).await.unwrap();
+        let reply = conn
+            .review("/audit", &seed_review())
+            .await
+            .unwrap_or_else(|e| panic!("{e}; server logs: {:?}", server.logs()));
         assert_eq!(reply.status, 200);
         assert!(
             reply.json()["response"]["warnings"][0]

@@ -306,9 +306,17 @@ impl Conn {
             request = request.header("content-type", ct);
         }
         let request = request.body(Full::new(Bytes::from(body))).unwrap();
+        // Wait until the connection can take a request: right after a
+        // response, hyper's client may not have gone back to idle yet.
         let response = match self {
-            Conn::H1(s) => s.send_request(request).await,
-            Conn::H2(s) => s.send_request(request).await,
+            Conn::H1(s) => match s.ready().await {
+                Ok(()) => s.send_request(request).await,
+                Err(e) => Err(e),
+            },
+            Conn::H2(s) => match s.ready().await {
+                Ok(()) => s.send_request(request).await,
+                Err(e) => Err(e),
+            },
         }
         .map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
