@@ -562,3 +562,31 @@ fn insecure() -> Arc<rustls::ClientConfig> {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_signal_exits_at_once() {
+    let dir = temp_dir("second-signal");
+    let pki = Pki::new("test-ca");
+    let (cert, key) = serving_files(&dir, &pki);
+    let mut server = Server::start(&[
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--shutdown-delay",
+        "60s",
+    ]);
+    server.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.ops_get("/readyz").await.0 != 503 {
+        assert!(Instant::now() < deadline, "readyz never failed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.signal("INT");
+    let code = tokio::task::block_in_place(|| server.wait(Duration::from_secs(5)));
+    assert_eq!(
+        code,
+        Some(1),
+        "the second signal did not end the 60 s delay"
+    );
+}
