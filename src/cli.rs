@@ -150,7 +150,8 @@ pub struct MutateArgs {
     /// enforce prints the mutated objects; audit prints what would change.
     #[arg(long, env = "GRACEHOOK_MODE", value_enum, default_value_t = ModeArg::Enforce)]
     pub mode: ModeArg,
-    /// Output: the mutated objects, or one JSON patch per document.
+    /// Output: the mutated objects, one JSON patch per document, or a
+    /// termination timeline per pod.
     #[arg(short = 'o', long, env = "GRACEHOOK_OUTPUT", value_enum, default_value_t = Output::Yaml)]
     pub output: Output,
     #[command(flatten)]
@@ -177,6 +178,8 @@ pub enum Output {
     Yaml,
     Json,
     Patch,
+    /// A termination timeline per pod.
+    Explain,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -14,6 +14,7 @@ pub mod annotations;
 pub mod certs;
 pub mod cli;
 pub mod duration;
+pub mod explain;
 pub mod http;
 pub mod metrics;
 pub mod patch;

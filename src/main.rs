@@ -226,6 +226,21 @@ fn mutate(args: MutateArgs) -> Result<()> {
                 writeln!(out, "{}", serde_json::to_string(&result.patch)?)?;
             }
         }
+        Output::Explain => {
+            let pods = results.iter().flat_map(|r| &r.pods);
+            for (i, pod) in pods.enumerate() {
+                if i > 0 {
+                    writeln!(out)?;
+                }
+                if let Ok(decision) = &pod.decision {
+                    write!(
+                        out,
+                        "{}",
+                        gracehook::explain::timeline(&pod.object, &pod.pod, decision)
+                    )?;
+                }
+            }
+        }
     }
     Ok(())
 }

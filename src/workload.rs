@@ -71,6 +71,8 @@ pub struct PodReport {
     pub mode: Mode,
     /// In audit mode an invalid pod is reported, not refused.
     pub decision: Result<Decision, PlanError>,
+    /// The pod (template) as it was planned.
+    pub pod: Pod,
 }
 
 impl PodReport {
@@ -229,6 +231,7 @@ fn plan_location(
             object,
             mode,
             decision,
+            pod,
         },
         patch,
     ))

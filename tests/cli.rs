@@ -373,3 +373,22 @@ fn certs_output_verifies_for_every_service_name() {
         .expect("key matches");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn explain_prints_the_termination_timeline() {
+    for (input, golden) in [
+        (
+            "examples/apache-deployment.yaml",
+            "tests/fixtures/explain/apache-deployment.txt",
+        ),
+        (
+            "tests/fixtures/multi-container.yaml",
+            "tests/fixtures/explain/multi-container.txt",
+        ),
+    ] {
+        let output = gracehook(&["mutate", "-f", input, "-o", "explain"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let want = std::fs::read_to_string(golden).unwrap();
+        assert_eq!(stdout(&output), want, "{input} (golden file {golden})");
+    }
+}
