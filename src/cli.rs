@@ -186,6 +186,9 @@ pub enum Output {
 pub enum StyleArg {
     Sleep,
     Exec,
+    /// sleep on Kubernetes 1.30 and newer, exec before: from --kube-version,
+    /// or (serve) from the API server at start-up.
+    Auto,
 }
 
 /// The flags that shape the plan, shared by `review`, `mutate` and `serve`.
@@ -204,6 +207,9 @@ pub struct PlanningArgs {
     /// (Kubernetes 1.30+) or exec of `sh -c "sleep d"`.
     #[arg(long, env = "GRACEHOOK_PRESTOP_STYLE", value_enum, default_value_t = StyleArg::Sleep)]
     pub prestop_style: StyleArg,
+    /// Kubernetes version the pods are for (e.g. 1.29), for --prestop-style auto.
+    #[arg(long, env = "GRACEHOOK_KUBE_VERSION", value_parser = kube_version_arg)]
+    pub kube_version: Option<u32>,
     /// Largest grace period gracehook will set; pods asking for more are invalid.
     #[arg(long, env = "GRACEHOOK_MAX_GRACE", default_value = "3600s", value_parser = duration_arg)]
     pub max_grace: u64,
@@ -228,6 +234,10 @@ pub struct PlanningArgs {
     pub dry_run: bool,
 }
 
+fn kube_version_arg(value: &str) -> Result<u32, String> {
+    crate::cluster::parse_minor(value).ok_or_else(|| "expected a version such as 1.29".to_string())
+}
+
 fn exact_duration_arg(value: &str) -> Result<Duration, String> {
     parse_duration(value).map_err(|e| format!("{e} (for example 5s or 500ms)"))
 }
@@ -237,6 +247,11 @@ fn duration_arg(value: &str) -> Result<u64, String> {
 }
 
 impl PlanningArgs {
+    /// `auto` without a version: `serve` asks the API server.
+    pub fn needs_discovery(&self) -> bool {
+        self.prestop_style == StyleArg::Auto && self.kube_version.is_none()
+    }
+
     pub fn settings(&self) -> Settings {
         let list = |items: &[String]| {
             items
@@ -251,9 +266,13 @@ impl PlanningArgs {
                 request_timeout: self.default_request_timeout,
                 margin: self.default_margin,
             },
-            prestop_style: match self.prestop_style {
-                StyleArg::Sleep => PrestopStyle::Sleep,
-                StyleArg::Exec => PrestopStyle::Exec,
+            prestop_style: match (self.prestop_style, self.kube_version) {
+                (StyleArg::Sleep, _) => PrestopStyle::Sleep,
+                (StyleArg::Exec, _) => PrestopStyle::Exec,
+                (StyleArg::Auto, Some(minor)) => crate::cluster::style_for_minor(minor),
+                // Unknown version: the SPEC's default. `serve` asks the API
+                // server first (see `needs_discovery`).
+                (StyleArg::Auto, None) => PrestopStyle::Sleep,
             },
             max_grace: self.max_grace,
             skip_containers: list(&self.skip_containers),

@@ -13,6 +13,7 @@ pub mod admission;
 pub mod annotations;
 pub mod certs;
 pub mod cli;
+pub mod cluster;
 pub mod duration;
 pub mod explain;
 pub mod http;

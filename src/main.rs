@@ -80,11 +80,25 @@ fn serve(args: ServeArgs) -> Result<()> {
     // kube and tokio-rustls could each bring a crypto provider; pick one.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let _ = provider.as_ref().clone().install_default();
-    let admission = Admission::new(args.planning.settings());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let mut settings = args.planning.settings();
+    if args.planning.needs_discovery() {
+        match runtime.block_on(gracehook::cluster::discover_style()) {
+            Ok((style, version)) => {
+                tracing::info!(%version, style = style.as_str(), "--prestop-style auto: chose from the API server's version");
+                settings.prestop_style = style;
+            }
+            Err(error) => tracing::warn!(
+                %error,
+                fallback = settings.prestop_style.as_str(),
+                "--prestop-style auto: could not read the API server's version"
+            ),
+        }
+    }
+    let admission = Admission::new(settings);
     runtime.block_on(gracehook::serve::run(args.config(), admission, provider))?;
     Ok(())
 }

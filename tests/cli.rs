@@ -392,3 +392,31 @@ fn explain_prints_the_termination_timeline() {
         assert_eq!(stdout(&output), want, "{input} (golden file {golden})");
     }
 }
+
+#[test]
+fn auto_prestop_style_follows_the_kubernetes_version() {
+    let pod = b"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: a}]}\n";
+    for (version, want) in [("1.29", "exec"), ("v1.30.0", "sleep"), ("1.37", "sleep")] {
+        let output = gracehook_with(
+            &[
+                "mutate",
+                "-f",
+                "-",
+                "-o",
+                "json",
+                "--prestop-style",
+                "auto",
+                "--kube-version",
+                version,
+            ],
+            &[],
+            Some(pod),
+        );
+        assert!(output.status.success(), "{}", stderr(&output));
+        let value: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let pre_stop = &value["spec"]["containers"][0]["lifecycle"]["preStop"];
+        assert!(pre_stop.get(want).is_some(), "{version}: {pre_stop}");
+    }
+    let bad = gracehook(&["mutate", "-f", "-", "--kube-version", "banana"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
