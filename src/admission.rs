@@ -13,6 +13,7 @@ use kube::core::response::Status;
 use kube::core::{DynamicObject, Resource};
 use thiserror::Error;
 
+use crate::namespaces::SharedLookup;
 use crate::patch::{Target, to_patch};
 use crate::plan::{Decision, plan};
 use crate::settings::{Mode, NamespaceDefaults, Settings};
@@ -126,14 +127,33 @@ pub struct Reviewed {
     pub name: String,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Clone)]
 pub struct Admission {
     settings: Settings,
+    /// Namespace-level defaults, when the server watches namespaces.
+    namespaces: Option<SharedLookup>,
 }
 
 impl Admission {
     pub fn new(settings: Settings) -> Self {
-        Admission { settings }
+        Admission {
+            settings,
+            namespaces: None,
+        }
+    }
+
+    /// Reads namespace-level defaults from `lookup` (precedence: container,
+    /// pod, namespace, flags).
+    pub fn with_namespaces(mut self, lookup: SharedLookup) -> Self {
+        self.namespaces = Some(lookup);
+        self
+    }
+
+    fn namespace_defaults(&self, namespace: Option<&str>) -> NamespaceDefaults {
+        match (&self.namespaces, namespace) {
+            (Some(lookup), Some(ns)) => lookup.defaults(ns),
+            _ => NamespaceDefaults::default(),
+        }
     }
 
     pub fn settings(&self) -> &Settings {
@@ -147,30 +167,15 @@ impl Admission {
         endpoint: Endpoint,
         body: &[u8],
     ) -> Result<Reviewed, AdmissionError> {
-        let defaults = NamespaceDefaults::default();
         // The common case, a pod, is parsed straight into k8s-openapi's Pod in
         // one pass. Anything else (another kind, a pod that does not parse)
         // takes the untyped path, which decides between "not ours" and 400.
         if let Ok(review) = serde_json::from_slice::<AdmissionReview<Pod>>(body) {
-            return self.answer(endpoint, review, |pod| Ok(Cow::Borrowed(pod)), &defaults);
+            return self.answer(endpoint, review, |pod| Ok(Cow::Borrowed(pod)));
         }
         let review: AdmissionReview<DynamicObject> =
             serde_json::from_slice(body).map_err(AdmissionError::Malformed)?;
-        self.review(endpoint, review, &defaults)
-    }
-
-    pub fn review(
-        &self,
-        endpoint: Endpoint,
-        review: AdmissionReview<DynamicObject>,
-        namespace_defaults: &NamespaceDefaults,
-    ) -> Result<Reviewed, AdmissionError> {
-        self.answer(
-            endpoint,
-            review,
-            |object| into_pod(object).map(Cow::Owned),
-            namespace_defaults,
-        )
+        self.answer(endpoint, review, |object| into_pod(object).map(Cow::Owned))
     }
 
     /// Answers a review in place: a Pod is a large struct, and moving it
@@ -180,7 +185,6 @@ impl Admission {
         endpoint: Endpoint,
         mut review: AdmissionReview<K>,
         to_pod: impl FnOnce(&K) -> Result<Cow<'_, Pod>, serde_json::Error>,
-        namespace_defaults: &NamespaceDefaults,
     ) -> Result<Reviewed, AdmissionError> {
         let types = review.types;
         let request = review.request.as_mut().ok_or(AdmissionError::NoRequest)?;
@@ -242,7 +246,7 @@ impl Admission {
             reviewed.mode,
             &reviewed.name,
             uid,
-            namespace_defaults,
+            &self.namespace_defaults(namespace),
         )?;
         reviewed.review = response.into_review();
         reviewed.outcome = outcome;

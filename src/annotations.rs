@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use thiserror::Error;
 
 use crate::duration::{DurationError, parse_seconds};
-use crate::settings::NamespaceDefaults;
 
 pub const DRAIN_DELAY: &str = "gracehook.io/drain-delay";
 pub const REQUEST_TIMEOUT: &str = "gracehook.io/request-timeout";
@@ -171,15 +170,6 @@ pub fn container_list(annotations: &Annotations) -> Result<Option<Vec<String>>, 
         ));
     }
     Ok(Some(names))
-}
-
-/// The defaults a Namespace sets through its own annotations.
-pub fn namespace_defaults(annotations: &Annotations) -> Result<NamespaceDefaults, AnnotationError> {
-    Ok(NamespaceDefaults {
-        drain_delay: duration(annotations, DRAIN_DELAY)?,
-        request_timeout: duration(annotations, REQUEST_TIMEOUT)?,
-        margin: duration(annotations, MARGIN)?,
-    })
 }
 
 /// `gracehook.io/*` keys that mean nothing to gracehook — most likely typos,

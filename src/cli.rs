@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// After the delay: how long requests in flight may take to finish.
     #[arg(long, env = "GRACEHOOK_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = exact_duration_arg)]
     pub shutdown_timeout: Duration,
+    /// Watch Namespaces (get/list/watch) so that their gracehook.io/drain-delay,
+    /// request-timeout and margin annotations become that namespace's defaults.
+    #[arg(long, env = "GRACEHOOK_WATCH_NAMESPACES")]
+    pub watch_namespaces: bool,
     /// Open connections at most; further clients wait in the listen backlog.
     #[arg(long, env = "GRACEHOOK_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,

@@ -18,6 +18,7 @@ pub mod duration;
 pub mod explain;
 pub mod http;
 pub mod metrics;
+pub mod namespaces;
 pub mod patch;
 pub mod plan;
 pub mod serve;

@@ -2,6 +2,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -98,7 +99,19 @@ fn serve(args: ServeArgs) -> Result<()> {
             ),
         }
     }
-    let admission = Admission::new(settings);
+    let mut admission = Admission::new(settings);
+    if args.watch_namespaces {
+        let watched = runtime.block_on(async {
+            let client = kube::Client::try_default().await.context(
+                "--watch-namespaces needs a cluster configuration (in-cluster or kubeconfig)",
+            )?;
+            anyhow::Ok(
+                gracehook::namespaces::WatchedNamespaces::start(client, Duration::from_secs(10))
+                    .await,
+            )
+        })?;
+        admission = admission.with_namespaces(Arc::new(watched));
+    }
     runtime.block_on(gracehook::serve::run(args.config(), admission, provider))?;
     Ok(())
 }

@@ -283,3 +283,42 @@ fn malformed_requests_are_client_errors() {
     assert!(matches!(err, AdmissionError::InvalidPod { .. }), "{err}");
     assert!(err.to_string().contains("705ab4f5"), "{err}");
 }
+
+#[test]
+fn namespace_defaults_sit_between_the_flags_and_the_pod() {
+    use gracehook::settings::NamespaceDefaults;
+    let lookup: std::collections::HashMap<String, NamespaceDefaults> = [(
+        "shop".to_string(),
+        NamespaceDefaults {
+            drain_delay: None,
+            request_timeout: Some(50),
+            margin: None,
+        },
+    )]
+    .into();
+    let admission =
+        Admission::new(Settings::default()).with_namespaces(std::sync::Arc::new(lookup));
+    let grace_of = |pod: Value, namespace: &str| {
+        let body = serde_json::to_vec(&review_for(&pod, namespace)).unwrap();
+        let reviewed = admission.review_bytes(Endpoint::Mutate, &body).unwrap();
+        let wire: Value =
+            serde_json::from_slice(&gracehook::wire::to_vec(&reviewed.review).unwrap()).unwrap();
+        let mut patched = pod.clone();
+        json_patch::patch(&mut patched, &response_patch(&wire).unwrap()).unwrap();
+        patched["spec"]["terminationGracePeriodSeconds"].clone()
+    };
+    assert_eq!(
+        grace_of(web_pod(json!({})), "shop"),
+        5 + 50 + 5,
+        "namespace over flag"
+    );
+    assert_eq!(grace_of(web_pod(json!({})), "other"), 40, "flags elsewhere");
+    assert_eq!(
+        grace_of(
+            web_pod(json!({ "gracehook.io/request-timeout": "10s" })),
+            "shop"
+        ),
+        20,
+        "pod over namespace"
+    );
+}

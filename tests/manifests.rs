@@ -76,7 +76,6 @@ fn base_deployment_is_highly_available_and_locked_down() {
         pod["securityContext"]["seccompProfile"]["type"],
         "RuntimeDefault"
     );
-    assert_eq!(pod["automountServiceAccountToken"], false);
     let container = &pod["containers"][0];
     let security = &container["securityContext"];
     assert_eq!(security["allowPrivilegeEscalation"], false);
@@ -140,12 +139,21 @@ fn base_deployment_is_highly_available_and_locked_down() {
     assert_eq!(pdb["spec"]["selector"], spec["selector"]);
     let service = find(&objects, "Service", "gracehook");
     assert_eq!(service["spec"]["selector"], spec["selector"]["matchLabels"]);
-    // Least privilege: no RBAC at all for the webhook.
-    assert!(
-        !objects
-            .iter()
-            .any(|o| o["kind"].as_str().unwrap().contains("Role"))
+    // Least privilege: reading Namespaces is all the webhook may do.
+    let rules: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role")
+        .flat_map(|o| o["rules"].as_array().unwrap())
+        .collect();
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(rules[0]["resources"], serde_json::json!(["namespaces"]));
+    assert_eq!(
+        rules[0]["verbs"],
+        serde_json::json!(["get", "list", "watch"])
     );
+    let binding = find(&objects, "ClusterRoleBinding", "gracehook-namespaces");
+    assert_eq!(binding["subjects"][0]["name"], pod["serviceAccountName"]);
+    assert_eq!(binding["subjects"][0]["namespace"], "gracehook-system");
 }
 
 #[test]
