@@ -103,8 +103,45 @@ pub enum Command {
     Review(ReviewArgs),
     /// Write a CA, a serving certificate for the webhook Service and the CA bundle.
     Certs(CertsArgs),
+    /// Report which workloads of a live cluster lack a graceful shutdown.
+    Audit(AuditArgs),
     /// Apply the plan offline to Pods and workloads (YAML or JSON).
     Mutate(MutateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config or in-cluster).
+    #[arg(long, env = "GRACEHOOK_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context.
+    #[arg(long, env = "GRACEHOOK_CONTEXT")]
+    pub context: Option<String>,
+    /// Only this namespace.
+    #[arg(
+        short = 'n',
+        long,
+        env = "GRACEHOOK_AUDIT_NAMESPACE",
+        conflicts_with = "all_namespaces"
+    )]
+    pub namespace: Option<String>,
+    /// All namespaces (the default without -n).
+    #[arg(short = 'A', long, env = "GRACEHOOK_ALL_NAMESPACES")]
+    pub all_namespaces: bool,
+    /// table for people, json for scripts.
+    #[arg(short = 'o', long, env = "GRACEHOOK_AUDIT_OUTPUT", value_enum, default_value_t = AuditOutput::Table)]
+    pub output: AuditOutput,
+    /// Exit 1 when any workload is at risk (for CI).
+    #[arg(long, env = "GRACEHOOK_FAIL_ON_RISK")]
+    pub fail_on_risk: bool,
+    #[command(flatten)]
+    pub planning: PlanningArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuditOutput {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,8 @@ use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use gracehook::admission::{Admission, Endpoint};
 use gracehook::cli::{
-    CertsArgs, Cli, Command, LogFormat, MutateArgs, Output, PathArg, ReviewArgs, ServeArgs,
+    AuditArgs, AuditOutput, CertsArgs, Cli, Command, LogFormat, MutateArgs, Output, PathArg,
+    ReviewArgs, ServeArgs,
 };
 use gracehook::settings::Mode;
 use gracehook::workload;
@@ -73,6 +74,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve(args),
         Command::Review(args) => review(args),
         Command::Certs(args) => certs(args),
+        Command::Audit(args) => audit(args),
         Command::Mutate(args) => mutate(args),
     }
 }
@@ -113,6 +115,59 @@ fn serve(args: ServeArgs) -> Result<()> {
         admission = admission.with_namespaces(Arc::new(watched));
     }
     runtime.block_on(gracehook::serve::run(args.config(), admission, provider))?;
+    Ok(())
+}
+
+fn audit(args: AuditArgs) -> Result<()> {
+    use gracehook::audit;
+    use gracehook::namespaces::defaults_of;
+    use std::io::IsTerminal;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let _ = provider.as_ref().clone().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (workloads, namespaces) = runtime.block_on(async {
+        let client =
+            gracehook::cluster::client(args.kubeconfig.as_deref(), args.context.clone()).await?;
+        gracehook::cluster::list_workloads(client, args.namespace.as_deref()).await
+    })?;
+    let settings = args.planning.settings();
+    let findings: Vec<audit::Finding> = workloads
+        .iter()
+        .map(|w| {
+            let ns = namespaces
+                .iter()
+                .find(|n| n.metadata.name.as_deref() == Some(&w.namespace));
+            let mode = ns.and_then(|n| audit::mode_of(n.metadata.labels.as_ref()));
+            let defaults = ns
+                .and_then(|n| n.metadata.annotations.as_ref())
+                .map(defaults_of)
+                .unwrap_or_default();
+            audit::assess(w, mode, &defaults, &settings)
+        })
+        .collect();
+    let summary = audit::summary_line(&findings);
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        AuditOutput::Table => {
+            let colour = std::io::stdout().is_terminal();
+            write!(out, "{}", audit::table(&findings, colour))?;
+            writeln!(out, "{summary}")?;
+        }
+        AuditOutput::Json => {
+            let at_risk = findings.iter().filter(|f| f.at_risk()).count();
+            let value = serde_json::json!({
+                "workloads": findings,
+                "summary": { "total": findings.len(), "atRisk": at_risk, "text": summary },
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+        }
+    }
+    if args.fail_on_risk && findings.iter().any(audit::Finding::at_risk) {
+        bail!("{summary}");
+    }
     Ok(())
 }
 

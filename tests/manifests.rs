@@ -273,3 +273,33 @@ fn self_signed_overlay_renders_with_generated_certificates() {
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn audit_role_only_lists() {
+    let objects = render(&repo().join("manifests/audit"));
+    let role = find(&objects, "ClusterRole", "gracehook-audit");
+    let mut resources = Vec::new();
+    for rule in role["rules"].as_array().unwrap() {
+        assert_eq!(rule["verbs"], serde_json::json!(["list"]), "{rule}");
+        resources.extend(
+            rule["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_string()),
+        );
+    }
+    resources.sort();
+    assert_eq!(
+        resources,
+        [
+            "cronjobs",
+            "daemonsets",
+            "deployments",
+            "namespaces",
+            "pods",
+            "replicasets",
+            "statefulsets"
+        ]
+    );
+}
