@@ -79,14 +79,29 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn serve(args: ServeArgs) -> Result<()> {
-    // kube and tokio-rustls could each bring a crypto provider; pick one.
+/// kube, tokio-rustls and rcgen could each bring a crypto provider: install
+/// exactly one, before anything uses TLS.
+fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let _ = provider.as_ref().clone().install_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    provider
+}
+
+fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
+        .context("starting the async runtime")
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let provider = crypto_provider();
+    let runtime = runtime(true)?;
     let mut settings = args.planning.settings();
     if args.planning.needs_discovery() {
         match runtime.block_on(gracehook::cluster::discover_style()) {
@@ -122,12 +137,8 @@ fn audit(args: AuditArgs) -> Result<()> {
     use gracehook::audit;
     use gracehook::namespaces::defaults_of;
     use std::io::IsTerminal;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let _ = provider.as_ref().clone().install_default();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    crypto_provider();
+    let runtime = runtime(false)?;
     let (workloads, namespaces) = runtime.block_on(async {
         let client =
             gracehook::cluster::client(args.kubeconfig.as_deref(), args.context.clone()).await?;

@@ -8,35 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::server::{Conn, Pki, Server, client_config, temp_dir, write};
+use common::server::{Conn, client_config, tls_server};
 use common::{review_for, web_pod};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 const H1: &[&[u8]] = &[b"http/1.1"];
 const H2: &[&[u8]] = &[b"h2"];
-
-fn serving(name: &str) -> (Pki, Vec<String>) {
-    let dir = temp_dir(name);
-    let pki = Pki::new("test-ca");
-    let leaf = pki.leaf(&["127.0.0.1"], "gracehook");
-    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
-    write(&cert, &leaf.cert_pem);
-    write(&key, &leaf.key_pem);
-    let args = vec![
-        "--tls-cert".to_string(),
-        cert.display().to_string(),
-        "--tls-key".to_string(),
-        key.display().to_string(),
-    ];
-    (pki, args)
-}
-
-fn start(args: &[String], extra: &[&str]) -> Server {
-    let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
-    all.extend_from_slice(extra);
-    Server::start(&all)
-}
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -51,9 +29,8 @@ fn rss_kib(pid: u32) -> u64 {
 async fn hundred_thousand_reviews_at_concurrency_64_with_flat_memory() {
     const TOTAL: usize = 100_000;
     const CONCURRENCY: usize = 64;
-    let (pki, args) = serving("load");
     // RUST_LOG=info writes a line per review, as in production.
-    let server = start(&args, &[]);
+    let (pki, server) = tls_server("load", &[]);
     let pid = server.child.id();
     let body = Arc::new(review_for(
         &web_pod(json!({ "gracehook.io/drain-delay": "3s" })),
@@ -127,8 +104,7 @@ async fn hundred_thousand_reviews_at_concurrency_64_with_flat_memory() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slowloris_and_idle_connection_floods_do_not_stop_other_clients() {
-    let (pki, args) = serving("hostile");
-    let server = start(&args, &[]);
+    let (pki, server) = tls_server("hostile", &[]);
     let config = client_config(&[&pki.ca_pem], None, H1);
 
     // 300 connections that never say anything.
@@ -188,9 +164,8 @@ async fn slowloris_and_idle_connection_floods_do_not_stop_other_clients() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_under_concurrent_load_fails_no_request() {
-    let (pki, args) = serving("sigterm-load");
-    let mut server = start(
-        &args,
+    let (pki, mut server) = tls_server(
+        "sigterm-load",
         &["--shutdown-delay", "1500ms", "--shutdown-timeout", "5s"],
     );
     let config = client_config(&[&pki.ca_pem], None, H2);
@@ -233,8 +208,7 @@ async fn sigterm_under_concurrent_load_fails_no_request() {
 /// SPEC section 5, row by row: what is sent, and the documented answer.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_bad_input_gets_its_documented_answer() {
-    let (pki, args) = serving("bad-input");
-    let server = start(&args, &[]);
+    let (pki, server) = tls_server("bad-input", &[]);
     let invalid = review_for(
         &web_pod(json!({ "gracehook.io/drain-delay": "later" })),
         "shop",

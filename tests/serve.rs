@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::server::{Conn, Leaf, Pki, Server, client_config, temp_dir, write};
+use common::server::{Conn, Leaf, Pki, Server, client_config, temp_dir, tls_server, write};
 use common::{review_for, web_pod};
 use serde_json::json;
 
@@ -37,10 +37,7 @@ fn serving_files(dir: &Path, pki: &Pki) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reviews_over_http1_and_http2_and_bad_requests() {
-    let dir = temp_dir("basic");
-    let pki = Pki::new("test-ca");
-    let (cert, key) = serving_files(&dir, &pki);
-    let server = Server::start(&["--tls-cert", &cert, "--tls-key", &key]);
+    let (pki, server) = tls_server("basic", &[]);
 
     for (alpn, version) in [(H1, hyper::Version::HTTP_11), (H2, hyper::Version::HTTP_2)] {
         let (mut conn, _) = Conn::open(server.addr, client_config(&[&pki.ca_pem], None, alpn))
@@ -211,10 +208,7 @@ fn tls11_client_hello() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_below_1_2_is_refused_and_1_2_works() {
-    let dir = temp_dir("versions");
-    let pki = Pki::new("test-ca");
-    let (cert, key) = serving_files(&dir, &pki);
-    let server = Server::start(&["--tls-cert", &cert, "--tls-key", &key]);
+    let (pki, server) = tls_server("versions", &[]);
 
     let mut tcp = std::net::TcpStream::connect(server.addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -431,19 +425,10 @@ async fn certificate_rotation_through_a_symlink_swap_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_fails_readiness_keeps_serving_then_exits_zero() {
-    let dir = temp_dir("shutdown");
-    let pki = Pki::new("test-ca");
-    let (cert, key) = serving_files(&dir, &pki);
-    let mut server = Server::start(&[
-        "--tls-cert",
-        &cert,
-        "--tls-key",
-        &key,
-        "--shutdown-delay",
-        "1500ms",
-        "--shutdown-timeout",
-        "5s",
-    ]);
+    let (pki, mut server) = tls_server(
+        "shutdown",
+        &["--shutdown-delay", "1500ms", "--shutdown-timeout", "5s"],
+    );
     let config = client_config(&[&pki.ca_pem], None, H1);
     let (mut kept, _) = Conn::open(server.addr, config.clone()).await.unwrap();
     assert_eq!(
@@ -565,17 +550,7 @@ fn insecure() -> Arc<rustls::ClientConfig> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_signal_exits_at_once() {
-    let dir = temp_dir("second-signal");
-    let pki = Pki::new("test-ca");
-    let (cert, key) = serving_files(&dir, &pki);
-    let mut server = Server::start(&[
-        "--tls-cert",
-        &cert,
-        "--tls-key",
-        &key,
-        "--shutdown-delay",
-        "60s",
-    ]);
+    let (_pki, mut server) = tls_server("second-signal", &["--shutdown-delay", "60s"]);
     server.signal("TERM");
     let deadline = Instant::now() + Duration::from_secs(5);
     while server.ops_get("/readyz").await.0 != 503 {

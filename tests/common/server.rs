@@ -345,3 +345,19 @@ impl Conn {
         .await
     }
 }
+
+/// A running server with a fresh CA and a serving certificate for 127.0.0.1,
+/// plus `extra` arguments.
+pub fn tls_server(name: &str, extra: &[&str]) -> (Pki, Server) {
+    let dir = temp_dir(name);
+    let pki = Pki::new("test-ca");
+    let leaf = pki.leaf(&["127.0.0.1", "localhost"], "gracehook");
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    write(&cert, &leaf.cert_pem);
+    write(&key, &leaf.key_pem);
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let mut args = vec!["--tls-cert", cert.as_str(), "--tls-key", key.as_str()];
+    args.extend_from_slice(extra);
+    let server = Server::start(&args);
+    (pki, server)
+}
