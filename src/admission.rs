@@ -27,14 +27,6 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub fn from_path(path: &str) -> Option<Endpoint> {
-        match path {
-            "/mutate" => Some(Endpoint::Mutate),
-            "/audit" => Some(Endpoint::Audit),
-            _ => None,
-        }
-    }
-
     pub fn path(self) -> &'static str {
         match self {
             Endpoint::Mutate => "/mutate",
@@ -154,10 +146,6 @@ impl Admission {
             (Some(lookup), Some(ns)) => lookup.defaults(ns),
             _ => NamespaceDefaults::default(),
         }
-    }
-
-    pub fn settings(&self) -> &Settings {
-        &self.settings
     }
 
     /// Parses and answers one AdmissionReview body.

@@ -74,18 +74,8 @@ pub async fn run(
     let acceptor = TlsAcceptor::from(Arc::new(tls_config));
 
     let signals = Signals::install()?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let ops_listener = TcpListener::bind(config.metrics_listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: config.metrics_listen,
-            source,
-        })?;
+    let listener = bind(config.listen).await?;
+    let ops_listener = bind(config.metrics_listen).await?;
     let addr = listener.local_addr().unwrap_or(config.listen);
     let ops_addr = ops_listener.local_addr().unwrap_or(config.metrics_listen);
 
@@ -139,6 +129,12 @@ pub async fn run(
     let _ = ops_server.await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
 }
 
 fn serving_cert(
