@@ -6,10 +6,10 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use gracehook::admission::wire;
 use gracehook::admission::{Admission, Endpoint};
-use gracehook::plan::plan;
-use gracehook::settings::{NamespaceDefaults, Settings};
-use gracehook::wire;
+use gracehook::planner::plan::plan;
+use gracehook::planner::settings::{NamespaceDefaults, Settings};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 

@@ -1,30 +1,33 @@
 //! gracehook: a mutating admission webhook that gives pods a graceful shutdown.
 //!
-//! The layers, from pure to effectful:
-//! - [`duration`], [`annotations`], [`settings`]: reading the inputs;
-//! - [`plan`]: pod + settings -> what to change (pure);
-//! - [`patch`]: plan -> RFC 6902 JSON patch;
-//! - [`summary`]: plan -> sentences for warnings;
-//! - [`admission`]: AdmissionReview -> AdmissionReview;
-//! - [`workload`]: the same plan applied offline to manifests;
-//! - [`cli`]: the command line.
+//! A request flows one way through the layers (the user-facing reference is
+//! `docs/`):
+//!
+//! - [`server`]: connections and shutdown, the HTTP routes
+//!   ([`server::routes`]), TLS ([`server::tls`]) and metrics;
+//! - [`admission`]: AdmissionReview in, AdmissionReview out;
+//! - [`planner`]: annotations, durations and settings -> plan -> JSON patch,
+//!   warnings or a timeline; the grace-period formula is [`planner::grace`];
+//! - [`cluster`]: what gracehook reads from the API server, never on the
+//!   request path: its version, namespace defaults, and `gracehook audit`.
+//!
+//! The binary (`src/main.rs`, `src/commands/`) parses the command line and
+//! is the only place that prints or chooses an exit code.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::too_many_lines
+    )
+)]
 
 pub mod admission;
-pub mod annotations;
-pub mod audit;
-pub mod certs;
-pub mod cli;
 pub mod cluster;
-pub mod duration;
-pub mod explain;
-pub mod http;
-pub mod metrics;
-pub mod namespaces;
-pub mod patch;
-pub mod plan;
-pub mod serve;
-pub mod settings;
-pub mod summary;
-pub mod tls;
-pub mod wire;
-pub mod workload;
+pub mod planner;
+pub mod server;

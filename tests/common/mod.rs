@@ -7,9 +7,9 @@ use json_patch::Patch;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
-use gracehook::patch::{Target, to_patch};
-use gracehook::plan::{Decision, Plan, plan};
-use gracehook::settings::{NamespaceDefaults, Settings};
+use gracehook::planner::patch::{Target, to_patch};
+use gracehook::planner::plan::{Decision, Plan, plan};
+use gracehook::planner::settings::{NamespaceDefaults, Settings};
 
 pub fn pod(value: Value) -> Pod {
     serde_json::from_value(value).expect("test pod must be a valid Pod")
@@ -79,7 +79,7 @@ pub fn admit(settings: Settings, endpoint: Endpoint, review: &Value) -> (Value, 
     let reviewed = Admission::new(settings)
         .review_bytes(endpoint, &body)
         .expect("review must succeed");
-    let wire = gracehook::wire::to_vec(&reviewed.review).unwrap();
+    let wire = gracehook::admission::wire::to_vec(&reviewed.review).unwrap();
     (serde_json::from_slice(&wire).unwrap(), reviewed.outcome)
 }
 

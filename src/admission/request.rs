@@ -1,0 +1,89 @@
+//! Reading an AdmissionReview: the common case, a pod, is parsed straight
+//! into k8s-openapi's Pod in one pass; anything else (another kind, a pod
+//! that does not parse) takes the untyped path, which decides between "not
+//! ours" and a 400.
+
+use std::borrow::Cow;
+
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
+use kube::core::{DynamicObject, Resource};
+use serde::Deserialize;
+
+use super::{AdmissionError, Outcome, Reviewed};
+use crate::planner::Mode;
+
+/// The fast path: a review of a pod that parses as one.
+pub(super) fn parse_pod(body: &[u8]) -> Option<AdmissionReview<Pod>> {
+    serde_json::from_slice(body).ok()
+}
+
+/// Any other review, or why the body is not one.
+pub(super) fn parse_untyped(body: &[u8]) -> Result<AdmissionReview<DynamicObject>, AdmissionError> {
+    serde_json::from_slice(body).map_err(AdmissionError::Malformed)
+}
+
+/// How the request's object becomes a Pod.
+pub(super) type ToPod<K> = for<'a> fn(&'a K) -> Result<Cow<'a, Pod>, serde_json::Error>;
+
+pub(super) fn typed_pod(pod: &Pod) -> Result<Cow<'_, Pod>, serde_json::Error> {
+    Ok(Cow::Borrowed(pod))
+}
+
+/// The slow path: a pod that did not parse as a typed Pod at first, converted
+/// again to find out why.
+pub(super) fn untyped_pod(object: &DynamicObject) -> Result<Cow<'_, Pod>, serde_json::Error> {
+    let spec = match object.data.get("spec") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(spec) => Some(PodSpec::deserialize(spec)?),
+    };
+    Ok(Cow::Owned(Pod {
+        metadata: object.metadata.clone(),
+        spec,
+        status: None,
+    }))
+}
+
+/// What is known before planning: who asked, about what. The review itself is
+/// filled in once answered.
+pub(super) fn reviewed<K: Resource>(request: &mut AdmissionRequest<K>, mode: Mode) -> Reviewed {
+    Reviewed {
+        review: AdmissionReview {
+            types: Default::default(),
+            request: None,
+            response: None,
+        },
+        outcome: Outcome::Ignored,
+        mode,
+        uid: std::mem::take(&mut request.uid),
+        namespace: request.namespace.clone().unwrap_or_default(),
+        name: std::mem::take(&mut request.name),
+    }
+}
+
+/// Only the CREATE of a pod itself is planned; subresources such as
+/// `pods/binding` and every other operation are allowed untouched.
+pub(super) fn is_pod_create<K: Resource>(request: &AdmissionRequest<K>) -> bool {
+    request.operation == Operation::Create
+        && request.resource.group.is_empty()
+        && request.resource.resource == "pods"
+        && request.sub_resource.as_deref().unwrap_or("").is_empty()
+}
+
+/// The pod of a pod CREATE.
+pub(super) fn pod<'a, K: Resource>(
+    request: &'a AdmissionRequest<K>,
+    uid: &str,
+    to_pod: ToPod<K>,
+) -> Result<Cow<'a, Pod>, AdmissionError> {
+    let object = request
+        .object
+        .as_ref()
+        .ok_or_else(|| AdmissionError::NoObject {
+            uid: uid.to_string(),
+        })?;
+    to_pod(object).map_err(|source| AdmissionError::InvalidPod {
+        uid: uid.to_string(),
+        source,
+    })
+}

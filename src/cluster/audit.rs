@@ -1,0 +1,250 @@
+//! `gracehook audit`: which workloads of a cluster lack a graceful shutdown,
+//! and what gracehook would set (`docs/cli.md`, "audit"). The assessment is
+//! pure; [`super::workloads`] lists.
+
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
+use serde::Serialize;
+
+use super::workloads::Workload;
+use crate::planner::annotations as ann;
+use crate::planner::{Decision, NamespaceDefaults, Plan, Settings, plan, summary};
+
+/// The grace period the API server applies when a pod sets none.
+pub const DEFAULT_GRACE: i64 = 30;
+
+/// A container's preStop as found.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerState {
+    /// The container.
+    pub name: String,
+    /// Its preStop hook, described (`none` when it has none).
+    pub pre_stop: String,
+}
+
+/// The assessment of one workload.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    /// `Deployment`, `Pod`, ...
+    pub kind: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The namespace's `gracehook.io/mode` label (`enforce`, `audit`), or `none`.
+    pub mode: String,
+    /// Its grace period (30 when unset, as the API server defaults it).
+    pub grace: i64,
+    /// Each container's preStop.
+    pub containers: Vec<ContainerState>,
+    /// What gracehook would change, or `nothing`.
+    pub would_set: String,
+    /// Why requests may be cut when it terminates.
+    pub risks: Vec<String>,
+}
+
+impl Finding {
+    /// Whether anything is at risk.
+    pub fn at_risk(&self) -> bool {
+        !self.risks.is_empty()
+    }
+}
+
+fn describe(handler: Option<&LifecycleHandler>) -> String {
+    let Some(h) = handler else {
+        return "none".to_string();
+    };
+    if let Some(sleep) = &h.sleep {
+        return format!("sleep {}s", sleep.seconds);
+    }
+    if let Some(exec) = &h.exec {
+        let command = exec.command.as_deref().unwrap_or_default();
+        return match command {
+            [sh, c, script] if sh == "sh" && c == "-c" => format!("sh -c \"{script}\""),
+            other => other.join(" "),
+        };
+    }
+    if let Some(get) = &h.http_get {
+        return format!("httpGet {}", get.path.as_deref().unwrap_or("/"));
+    }
+    "tcpSocket".to_string()
+}
+
+fn pre_stop(c: &Container) -> Option<&LifecycleHandler> {
+    c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref())
+}
+
+fn containers(pod: &Pod) -> impl Iterator<Item = &Container> {
+    pod.spec.iter().flat_map(|s| &s.containers)
+}
+
+/// Assesses one workload in a namespace with the given mode and defaults.
+pub fn assess(
+    workload: &Workload,
+    mode: Option<&str>,
+    namespace_defaults: &NamespaceDefaults,
+    settings: &Settings,
+) -> Finding {
+    let pod = &workload.template;
+    let grace = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(DEFAULT_GRACE);
+    let states: Vec<ContainerState> = containers(pod)
+        .map(|c| ContainerState {
+            name: c.name.clone(),
+            pre_stop: describe(pre_stop(c)),
+        })
+        .collect();
+    let mut risks = sleep_risks(pod, grace);
+    let would_set = match plan(pod, Some(&workload.namespace), settings, namespace_defaults) {
+        Err(error) => {
+            risks.push(error.to_string());
+            "nothing (invalid annotation)".to_string()
+        }
+        Ok(Decision::Skip(why)) => format!("nothing ({why})"),
+        Ok(Decision::Plan(plan)) => {
+            risks.extend(plan_risks(&plan, &states, grace));
+            if plan.is_noop() {
+                "nothing".to_string()
+            } else {
+                summary::would_change(&plan)
+                    .trim_start_matches("would ")
+                    .to_string()
+            }
+        }
+    };
+    Finding {
+        kind: workload.kind.to_string(),
+        namespace: workload.namespace.clone(),
+        name: workload.name.clone(),
+        mode: mode.unwrap_or("none").to_string(),
+        grace,
+        containers: states,
+        would_set,
+        risks,
+    }
+}
+
+/// A native sleep longer than the grace period: SIGKILL comes first.
+fn sleep_risks(pod: &Pod, grace: i64) -> Vec<String> {
+    containers(pod)
+        .filter_map(|c| {
+            let sleep = pre_stop(c)?.sleep.as_ref().filter(|s| s.seconds > grace)?;
+            Some(format!(
+                "{}: preStop sleep {}s longer than the grace period {grace}s",
+                c.name, sleep.seconds
+            ))
+        })
+        .collect()
+}
+
+/// What the annotations (or the defaults) ask for and the pod lacks.
+fn plan_risks(plan: &Plan, states: &[ContainerState], grace: i64) -> Vec<String> {
+    let mut risks = Vec::new();
+    for c in &plan.containers {
+        let has_hook = states
+            .iter()
+            .any(|s| s.name == c.name && s.pre_stop != "none");
+        if !has_hook && c.drain_delay > 0 {
+            risks.push(format!("{}: no preStop delay", c.name));
+        }
+        if u64::try_from(grace).unwrap_or(0) < c.needed() {
+            risks.push(format!(
+                "{}: grace period {grace}s shorter than drain delay {}s + request timeout {}s",
+                c.name, c.drain_delay, c.request_timeout
+            ));
+        }
+    }
+    risks
+}
+
+/// The namespace's mode label, as the webhook configuration reads it.
+pub fn mode_of(labels: Option<&std::collections::BTreeMap<String, String>>) -> Option<&str> {
+    labels
+        .and_then(|l| l.get(ann::MODE))
+        .map(String::as_str)
+        .filter(|m| *m == "enforce" || *m == "audit")
+}
+
+/// `N workloads: R at risk, K ok; E in enforce namespaces, A in audit, O not opted in`.
+pub fn summary_line(findings: &[Finding]) -> String {
+    let risky = findings.iter().filter(|f| f.at_risk()).count();
+    let count = |mode: &str| findings.iter().filter(|f| f.mode == mode).count();
+    format!(
+        "{} workloads: {risky} at risk, {} ok; {} in enforce namespaces, {} in audit, {} not opted in",
+        findings.len(),
+        findings.len() - risky,
+        count("enforce"),
+        count("audit"),
+        count("none")
+    )
+}
+
+fn row(f: &Finding) -> [String; 7] {
+    let pre_stop = f
+        .containers
+        .iter()
+        .map(|c| format!("{}={}", c.name, c.pre_stop))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let risk = if f.at_risk() {
+        f.risks.join("; ")
+    } else {
+        "ok".to_string()
+    };
+    [
+        f.namespace.clone(),
+        format!("{}/{}", f.kind, f.name),
+        f.mode.clone(),
+        format!("{}s", f.grace),
+        pre_stop,
+        f.would_set.clone(),
+        risk,
+    ]
+}
+
+/// An aligned table; the verdict in colour when `colour` (a terminal).
+pub fn table(findings: &[Finding], colour: bool) -> String {
+    let header = [
+        "NAMESPACE",
+        "WORKLOAD",
+        "MODE",
+        "GRACE",
+        "PRESTOP",
+        "WOULD SET",
+        "RISK",
+    ];
+    let rows: Vec<[String; 7]> = findings.iter().map(row).collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: &[String], risky: Option<bool>| {
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            let last = i == cells.len() - 1;
+            let padded = if last {
+                cell.clone()
+            } else {
+                format!("{cell:<w$}  ")
+            };
+            match (last, risky, colour) {
+                (true, Some(true), true) => text.push_str(&format!("\x1b[31m{padded}\x1b[0m")),
+                (true, Some(false), true) => text.push_str(&format!("\x1b[32m{padded}\x1b[0m")),
+                _ => text.push_str(&padded),
+            }
+        }
+        text.trim_end().to_string() + "\n"
+    };
+    out.push_str(&line(&header.map(String::from), None));
+    for (row, f) in rows.iter().zip(findings) {
+        out.push_str(&line(row, Some(f.at_risk())));
+    }
+    out
+}

@@ -1,0 +1,97 @@
+//! `mutate -o explain`: what happens, second by second, when a planned pod is
+//! deleted. For people who would rather read a timeline than YAML.
+
+use k8s_openapi::api::core::v1::Pod;
+
+use super::hook::{Hook, HookAction};
+use super::plan::{ContainerPlan, Decision, Plan};
+
+/// The termination timeline of `pod` as gracehook would leave it.
+pub fn timeline(object: &str, pod: &Pod, decision: &Decision) -> String {
+    let plan = match decision {
+        Decision::Skip(why) => return format!("{object}: not changed ({why})\n"),
+        Decision::Plan(plan) => plan,
+    };
+    let grace = plan.final_grace();
+    let mut events: Vec<(u64, String)> = Vec::new();
+    let mut notes = Vec::new();
+    events.push((0, "deletion: endpoints removal starts".to_string()));
+
+    let names: Vec<&str> = pod
+        .spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .map(|c| c.name.as_str())
+        .collect();
+    for name in names {
+        match plan.containers.iter().find(|c| c.name == name) {
+            None => events.push((0, format!("{name}: SIGTERM (not handled by gracehook)"))),
+            Some(c) => container_events(plan, c, grace, &mut events, &mut notes),
+        }
+    }
+    events.push((grace, "SIGKILL if still running".to_string()));
+    // Stable: at equal times, the order above (deletion first, SIGKILL last).
+    events.sort_by_key(|(t, _)| *t);
+
+    let mut out = format!("{object}: terminationGracePeriodSeconds {grace}\n");
+    for (t, text) in events {
+        out.push_str(&format!("{:>5}  {text}\n", format!("{t}s")));
+    }
+    for note in notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    out
+}
+
+fn container_events(
+    plan: &Plan,
+    c: &ContainerPlan,
+    grace: u64,
+    events: &mut Vec<(u64, String)>,
+    notes: &mut Vec<String>,
+) {
+    let name = &c.name;
+    let (d, t, needed) = (c.drain_delay, c.request_timeout, c.needed());
+    let hook = match &c.action {
+        HookAction::Add(hook) | HookAction::AlreadyApplied(hook) => hook,
+        HookAction::KeepExisting => {
+            events.push((
+                0,
+                format!("{name}: its own preStop runs (length unknown to gracehook)"),
+            ));
+            notes.push(format!(
+                "{name} keeps its own preStop hook; it must end, and {name} stop, within {grace}s"
+            ));
+            return;
+        }
+        HookAction::NoHook => {
+            events.push((0, format!("{name}: SIGTERM (no delay)")));
+            events.push((t, format!("{name}: requests in flight should be done")));
+            return;
+        }
+    };
+    events.push((0, format!("{name}: preStop runs \"sleep {d}\"")));
+    match hook {
+        Hook::Shell {
+            command: Some((command, _)),
+            ..
+        } => {
+            events.push((d, format!("{name}: {command}")));
+            events.push((needed, format!("{name}: SIGTERM (preStop done)")));
+        }
+        Hook::Shell { command: None, .. } | Hook::Sleep { .. } => {
+            events.push((d, format!("{name}: SIGTERM (preStop done)")));
+            events.push((needed, format!("{name}: requests in flight should be done")));
+        }
+    }
+    if needed > grace {
+        notes.push(format!(
+            "{name} needs {needed}s (drain delay {d}s + request timeout {t}s) but the grace period is {grace}s"
+        ));
+    } else if needed.saturating_add(plan.margin) > grace {
+        notes.push(format!(
+            "{name} has less than the {}s margin left",
+            plan.margin
+        ));
+    }
+}

@@ -1,0 +1,87 @@
+//! The grace-period formula (`docs/plan.md`, "Grace period"):
+//!
+//! ```text
+//! grace = max over eligible containers of (drain delay + request timeout) + margin
+//! ```
+//!
+//! set when the pod has none, raised when lower, never lowered; above
+//! `--max-grace` the pod is invalid.
+
+use super::annotations as ann;
+use super::plan::{ContainerPlan, PlanError};
+
+/// What one container needs between deletion and the end of its last
+/// request: its drain delay, then its request timeout.
+pub fn needed(drain_delay: u64, request_timeout: u64) -> u64 {
+    drain_delay.saturating_add(request_timeout)
+}
+
+/// The grace period `containers` need with `margin` on top, or an error
+/// naming the likely mistake when it exceeds `max`.
+pub fn required(containers: &[ContainerPlan], margin: u64, max: u64) -> Result<u64, PlanError> {
+    let Some(longest) = containers.iter().max_by_key(|c| c.needed()) else {
+        return Ok(margin);
+    };
+    let grace = longest.needed().saturating_add(margin);
+    if grace <= max {
+        return Ok(grace);
+    }
+    // Point at the biggest contributor: that is the likely mistake.
+    let (key, _) = [
+        (ann::MARGIN, margin),
+        (ann::DRAIN_DELAY, longest.drain_delay),
+        (ann::REQUEST_TIMEOUT, longest.request_timeout),
+    ]
+    .into_iter()
+    .max_by_key(|(_, seconds)| *seconds)
+    .unwrap_or((ann::REQUEST_TIMEOUT, 0));
+    Err(PlanError::GraceTooLong {
+        grace,
+        max,
+        container: longest.name.clone(),
+        drain_delay: longest.drain_delay,
+        request_timeout: longest.request_timeout,
+        margin,
+        key,
+    })
+}
+
+/// The value to write: `Some(required)` when the pod has no grace period or
+/// a shorter one; `None` when its own is long enough (never shortened).
+pub fn to_write(current: Option<i64>, required: u64) -> Option<u64> {
+    match current {
+        Some(current) if u64::try_from(current).is_ok_and(|c| c >= required) => None,
+        _ => Some(required),
+    }
+}
+
+/// The grace period the pod ends up with.
+pub fn resulting(current: Option<i64>, required: u64) -> u64 {
+    to_write(current, required)
+        .or_else(|| current.and_then(|g| u64::try_from(g).ok()))
+        .unwrap_or(required)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_raise_never_lower() {
+        assert_eq!(to_write(None, 40), Some(40));
+        assert_eq!(to_write(Some(30), 40), Some(40));
+        assert_eq!(to_write(Some(40), 40), None);
+        assert_eq!(to_write(Some(90), 40), None);
+        // A negative value is not a usable grace period: replaced.
+        assert_eq!(to_write(Some(-1), 40), Some(40));
+        assert_eq!(resulting(Some(90), 40), 90);
+        assert_eq!(resulting(Some(30), 40), 40);
+        assert_eq!(resulting(None, 40), 40);
+    }
+
+    #[test]
+    fn sums_saturate() {
+        assert_eq!(needed(3, 30), 33);
+        assert_eq!(needed(u64::MAX, 1), u64::MAX);
+    }
+}

@@ -1,0 +1,116 @@
+//! The preStop hooks gracehook writes, and what happens to a container's own
+//! (`docs/plan.md`, "What gets written").
+
+use k8s_openapi::api::core::v1::{ExecAction, LifecycleHandler, SleepAction};
+
+/// A hook gracehook can write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hook {
+    /// The kubelet's native `sleep` action.
+    Sleep {
+        /// The drain delay.
+        seconds: u64,
+    },
+    /// `["sh", "-c", "sleep d[; <command>; sleep t]"]`.
+    Shell {
+        /// The drain delay.
+        delay: u64,
+        /// With the request timeout to wait out after it: the drain commands
+        /// people use (`apachectl -k graceful-stop`, `nginx -s quit`) return at
+        /// once, and the kubelet sends SIGTERM as soon as the hook ends.
+        command: Option<(String, u64)>,
+    },
+}
+
+impl Hook {
+    /// The hook as the Kubernetes API writes it.
+    pub fn handler(&self) -> LifecycleHandler {
+        match self {
+            Hook::Sleep { seconds } => LifecycleHandler {
+                sleep: Some(SleepAction {
+                    // parse_seconds caps durations at i64::MAX.
+                    seconds: i64::try_from(*seconds).unwrap_or(i64::MAX),
+                }),
+                ..Default::default()
+            },
+            Hook::Shell { .. } => LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: Some(vec!["sh".into(), "-c".into(), self.render("")]),
+                }),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// For people: `sleep 3s; apachectl -k graceful-stop; sleep 30s`.
+    pub fn describe(&self) -> String {
+        self.render("s")
+    }
+
+    /// The steps of the hook, the numbers followed by `unit`: the shell script
+    /// of the seed recipe with `""`, its description with `"s"`.
+    fn render(&self, unit: &str) -> String {
+        match self {
+            Hook::Shell {
+                delay,
+                command: Some((cmd, timeout)),
+            } => format!("sleep {delay}{unit}; {cmd}; sleep {timeout}{unit}"),
+            Hook::Shell { delay, .. } | Hook::Sleep { seconds: delay } => {
+                format!("sleep {delay}{unit}")
+            }
+        }
+    }
+
+    /// The word recorded in the `gracehook.io/status` annotation.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Hook::Sleep { .. } => "sleep",
+            Hook::Shell { .. } => "exec",
+        }
+    }
+}
+
+/// What happens to one eligible container's `preStop`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookAction {
+    /// gracehook adds this hook.
+    Add(Hook),
+    /// The container already has exactly the hook gracehook would add (a second
+    /// pass, or a user who wrote the same thing).
+    AlreadyApplied(Hook),
+    /// The container has a hook of its own, which is never touched.
+    KeepExisting,
+    /// No delay and no command: nothing to run.
+    NoHook,
+}
+
+impl HookAction {
+    /// Compares the container's own hook, if any, with the one gracehook wants.
+    pub fn decide(existing: Option<&LifecycleHandler>, wanted: Option<Hook>) -> HookAction {
+        match (existing, wanted) {
+            (Some(existing), Some(hook)) if *existing == hook.handler() => {
+                HookAction::AlreadyApplied(hook)
+            }
+            (Some(_), _) => HookAction::KeepExisting,
+            (None, Some(hook)) => HookAction::Add(hook),
+            (None, None) => HookAction::NoHook,
+        }
+    }
+
+    /// gracehook's hook on the container once the plan is applied.
+    pub fn hook(&self) -> Option<&Hook> {
+        match self {
+            HookAction::Add(hook) | HookAction::AlreadyApplied(hook) => Some(hook),
+            HookAction::KeepExisting | HookAction::NoHook => None,
+        }
+    }
+
+    /// The word recorded per container in `gracehook.io/status`.
+    pub fn status_kind(&self) -> &'static str {
+        match self {
+            HookAction::Add(h) | HookAction::AlreadyApplied(h) => h.kind(),
+            HookAction::KeepExisting => "kept",
+            HookAction::NoHook => "none",
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! The heart of gracehook: from a pod and the settings, decide which preStop
+//! hooks to add and which grace period to set (`docs/plan.md`). Pure: no I/O,
+//! no clock, no globals, so it can be tested and benchmarked alone.
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use thiserror::Error;
+
+use super::annotations::{self as ann, AnnotationError, Annotations, ContainerOverrides};
+use super::grace;
+use super::hook::{Hook, HookAction};
+use super::settings::{NamespaceDefaults, PrestopStyle, Settings};
+
+/// The plan for one eligible container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerPlan {
+    /// Position in `spec.containers`, for the JSON pointer.
+    pub index: usize,
+    /// The container's name.
+    pub name: String,
+    /// Seconds to keep serving after termination starts.
+    pub drain_delay: u64,
+    /// Seconds a request in flight may take.
+    pub request_timeout: u64,
+    /// The command run after the delay, if any.
+    pub drain_command: Option<String>,
+    /// What happens to its preStop hook.
+    pub action: HookAction,
+    /// Whether `lifecycle` exists, so the patch adds `preStop` inside it rather
+    /// than replacing it (and losing a `postStart`).
+    pub lifecycle_present: bool,
+}
+
+impl ContainerPlan {
+    /// The hook gracehook adds to this container, if any.
+    pub fn added_hook(&self) -> Option<&Hook> {
+        match &self.action {
+            HookAction::Add(hook) => Some(hook),
+            _ => None,
+        }
+    }
+
+    /// Drain delay + request timeout: what this container needs of the grace
+    /// period, margin aside ([`grace::needed`]).
+    pub fn needed(&self) -> u64 {
+        grace::needed(self.drain_delay, self.request_timeout)
+    }
+}
+
+/// Everything gracehook would do to one pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The eligible containers, in pod order.
+    pub containers: Vec<ContainerPlan>,
+    /// Seconds of slack on top.
+    pub margin: u64,
+    /// `max(drain delay + request timeout) + margin` over eligible containers.
+    pub required_grace: u64,
+    /// The pod's `terminationGracePeriodSeconds`, if set.
+    pub current_grace: Option<i64>,
+    /// The `gracehook.io/status` record this plan leads to.
+    pub status: String,
+    /// The pod's `gracehook.io/status`, if any.
+    pub current_status: Option<String>,
+    /// Whether the pod has an annotations map at all.
+    pub annotations_present: bool,
+    /// Things worth telling the user, without the `gracehook:` prefix.
+    pub notes: Vec<String>,
+}
+
+impl Plan {
+    /// The grace period to write, if it must be set or raised.
+    pub fn new_grace(&self) -> Option<u64> {
+        grace::to_write(self.current_grace, self.required_grace)
+    }
+
+    /// The grace period the pod ends up with.
+    pub fn final_grace(&self) -> u64 {
+        grace::resulting(self.current_grace, self.required_grace)
+    }
+
+    /// Whether `gracehook.io/status` must be written.
+    pub fn status_changes(&self) -> bool {
+        self.current_status.as_deref() != Some(self.status.as_str())
+    }
+
+    /// The containers that get a new hook, with it.
+    pub fn added_hooks(&self) -> impl Iterator<Item = (&ContainerPlan, &Hook)> {
+        self.containers
+            .iter()
+            .filter_map(|c| c.added_hook().map(|h| (c, h)))
+    }
+
+    /// True when the pod would be left exactly as it is.
+    pub fn is_noop(&self) -> bool {
+        self.new_grace().is_none() && !self.status_changes() && self.added_hooks().next().is_none()
+    }
+}
+
+/// Why a pod is left alone without even looking at its annotations' values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// The API mirror of a static pod: read-only.
+    MirrorPod,
+    /// One of `--exclude-namespaces`.
+    ExcludedNamespace(String),
+    /// `gracehook.io/inject: "false"`.
+    OptedOut,
+    /// No container left to handle.
+    NoEligibleContainers,
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skip::MirrorPod => write!(f, "mirror pod"),
+            Skip::ExcludedNamespace(ns) => write!(f, "namespace {ns} is excluded"),
+            Skip::OptedOut => write!(f, "opted out with {}: \"false\"", ann::INJECT),
+            Skip::NoEligibleContainers => write!(f, "no eligible container"),
+        }
+    }
+}
+
+/// What the planner decided for a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Leave it alone.
+    Skip(Skip),
+    /// Change it (or find it already changed: [`Plan::is_noop`]).
+    Plan(Plan),
+}
+
+/// A pod gracehook refuses: enforce mode denies it, audit mode warns.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PlanError {
+    /// An annotation's value cannot be used.
+    #[error(transparent)]
+    Annotation(#[from] AnnotationError),
+    /// The grace period would exceed `--max-grace`.
+    #[error(
+        "terminationGracePeriodSeconds would be {grace}s (container {container}: drain delay {drain_delay}s + request timeout {request_timeout}s, plus margin {margin}s), above the maximum of {max}s (--max-grace); lower {key}, for example {key}: \"30s\""
+    )]
+    GraceTooLong {
+        /// The grace period the pod would need.
+        grace: u64,
+        /// `--max-grace`.
+        max: u64,
+        /// The container that needs it.
+        container: String,
+        /// Its drain delay.
+        drain_delay: u64,
+        /// Its request timeout.
+        request_timeout: u64,
+        /// The pod's margin.
+        margin: u64,
+        /// The annotation that contributes most: the likely mistake.
+        key: &'static str,
+    },
+}
+
+/// Decides what to do with `pod`, created in `namespace`.
+pub fn plan(
+    pod: &Pod,
+    namespace: Option<&str>,
+    settings: &Settings,
+    namespace_defaults: &NamespaceDefaults,
+) -> Result<Decision, PlanError> {
+    let empty = Annotations::new();
+    let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
+    if let Some(skip) = skip_reason(annotations, namespace, settings)? {
+        return Ok(Decision::Skip(skip));
+    }
+    let Some(spec) = pod.spec.as_ref() else {
+        return Ok(Decision::Skip(Skip::NoEligibleContainers));
+    };
+    let inputs = PodInputs::read(annotations, settings, namespace_defaults, spec)?;
+    let mut notes = pod_notes(annotations, spec, inputs.only.as_deref());
+    let mut containers = Vec::new();
+    for (index, container) in spec.containers.iter().enumerate() {
+        if let Some(c) = inputs.container_plan(index, container, annotations, &mut notes)? {
+            containers.push(c);
+        }
+    }
+    if containers.is_empty() {
+        return Ok(Decision::Skip(Skip::NoEligibleContainers));
+    }
+    let required_grace = grace::required(&containers, inputs.margin, settings.max_grace)?;
+    let mut plan = Plan {
+        status: String::new(),
+        current_status: annotations.get(ann::STATUS).cloned(),
+        annotations_present: pod.metadata.annotations.is_some(),
+        containers,
+        margin: inputs.margin,
+        required_grace,
+        current_grace: spec.termination_grace_period_seconds,
+        notes,
+    };
+    plan.status = status_record(&plan);
+    Ok(Decision::Plan(plan))
+}
+
+fn skip_reason(
+    annotations: &Annotations,
+    namespace: Option<&str>,
+    settings: &Settings,
+) -> Result<Option<Skip>, PlanError> {
+    if annotations.contains_key(ann::MIRROR) {
+        return Ok(Some(Skip::MirrorPod));
+    }
+    if let Some(ns) = namespace.filter(|ns| settings.exclude_namespaces.contains(*ns)) {
+        return Ok(Some(Skip::ExcludedNamespace(ns.to_string())));
+    }
+    if ann::boolean(annotations, ann::INJECT)? == Some(false) {
+        return Ok(Some(Skip::OptedOut));
+    }
+    Ok(None)
+}
+
+/// The pod-level inputs, read once: annotations over namespace defaults over
+/// the flags (`docs/annotations.md`, "Precedence").
+struct PodInputs<'a> {
+    settings: &'a Settings,
+    drain_delay: u64,
+    request_timeout: u64,
+    margin: u64,
+    drain_command: Option<String>,
+    only: Option<Vec<String>>,
+    windows: bool,
+    /// Whether any per-container key is present: most pods have none, and
+    /// then no key is built per container.
+    overridden: bool,
+}
+
+impl<'a> PodInputs<'a> {
+    fn read(
+        annotations: &Annotations,
+        settings: &'a Settings,
+        namespace_defaults: &NamespaceDefaults,
+        spec: &PodSpec,
+    ) -> Result<Self, PlanError> {
+        let defaults = settings.defaults.overlaid(namespace_defaults);
+        let inputs = PodInputs {
+            settings,
+            drain_delay: ann::duration(annotations, ann::DRAIN_DELAY)?
+                .unwrap_or(defaults.drain_delay),
+            request_timeout: ann::duration(annotations, ann::REQUEST_TIMEOUT)?
+                .unwrap_or(defaults.request_timeout),
+            margin: ann::duration(annotations, ann::MARGIN)?.unwrap_or(defaults.margin),
+            drain_command: ann::command(annotations, ann::DRAIN_COMMAND)?,
+            only: ann::container_list(annotations)?,
+            windows: spec
+                .os
+                .as_ref()
+                .is_some_and(|os| os.name.eq_ignore_ascii_case("windows")),
+            overridden: ann::has_per_container_keys(annotations),
+        };
+        // Validated even when the admission layer has already read it, so that
+        // `mutate` and `review` reject the same pods.
+        ann::mode(annotations)?;
+        Ok(inputs)
+    }
+
+    /// Whether `name` is handled at all, before its per-container opt-out.
+    fn selects(&self, name: &str) -> bool {
+        !self.settings.skip_containers.contains(name)
+            && self
+                .only
+                .as_ref()
+                .is_none_or(|only| only.iter().any(|n| n == name))
+    }
+
+    fn container_plan(
+        &self,
+        index: usize,
+        container: &Container,
+        annotations: &Annotations,
+        notes: &mut Vec<String>,
+    ) -> Result<Option<ContainerPlan>, PlanError> {
+        let name = container.name.as_str();
+        if !self.selects(name) {
+            return Ok(None);
+        }
+        let overrides = if self.overridden {
+            ann::container_overrides(annotations, name)?
+        } else {
+            ContainerOverrides::default()
+        };
+        if overrides.inject == Some(false) {
+            return Ok(None);
+        }
+        let drain_delay = overrides.drain_delay.unwrap_or(self.drain_delay);
+        let request_timeout = overrides.request_timeout.unwrap_or(self.request_timeout);
+        let drain_command = overrides
+            .drain_command
+            .or_else(|| self.drain_command.clone());
+        let wanted = self.wanted_hook(drain_delay, request_timeout, drain_command.as_deref());
+        if self.windows && drain_command.is_some() {
+            let only_delay = if drain_delay > 0 {
+                ", only the delay"
+            } else {
+                ""
+            };
+            notes.push(format!(
+                "container {name} runs on Windows, which has no sh: its drain command is not run{only_delay}"
+            ));
+        }
+        let existing = container
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref());
+        let action = HookAction::decide(existing, wanted);
+        if action == HookAction::KeepExisting {
+            notes.push(format!(
+                "container {name} already has a preStop hook; kept it unchanged"
+            ));
+        }
+        Ok(Some(ContainerPlan {
+            index,
+            name: name.to_string(),
+            drain_delay,
+            request_timeout,
+            drain_command,
+            lifecycle_present: container.lifecycle.is_some(),
+            action,
+        }))
+    }
+
+    fn wanted_hook(&self, delay: u64, timeout: u64, command: Option<&str>) -> Option<Hook> {
+        match (command, self.windows, self.settings.prestop_style) {
+            (Some(cmd), false, _) => Some(Hook::Shell {
+                delay,
+                command: Some((cmd.to_string(), timeout)),
+            }),
+            _ if delay == 0 => None,
+            // Windows images have no sh; the kubelet's sleep needs nothing.
+            (_, true, _) | (None, false, PrestopStyle::Sleep) => {
+                Some(Hook::Sleep { seconds: delay })
+            }
+            (None, false, PrestopStyle::Exec) => Some(Hook::Shell {
+                delay,
+                command: None,
+            }),
+        }
+    }
+}
+
+/// Warnings about the pod's annotations as a whole: unknown keys, and
+/// `gracehook.io/containers` naming what it cannot select.
+fn pod_notes(annotations: &Annotations, spec: &PodSpec, only: Option<&[String]>) -> Vec<String> {
+    let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+    let mut notes: Vec<String> = ann::unknown_keys(annotations, &names)
+        .into_iter()
+        .map(|key| format!("ignored unknown annotation {key}"))
+        .collect();
+    let init = || {
+        spec.init_containers
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+    };
+    for missing in only.into_iter().flatten() {
+        if names.contains(&missing.as_str()) {
+            continue;
+        }
+        let why = if init().any(|n| n == missing) {
+            "an init container (init containers and native sidecars never get a hook)"
+        } else {
+            "not a container of this pod"
+        };
+        notes.push(format!("{} names {missing}, {why}", ann::CONTAINERS));
+    }
+    notes
+}
+
+/// The compact record written to `gracehook.io/status`:
+/// `{"grace":40,"containers":{"web":"exec"}}`. Deterministic, so that a second
+/// pass can compare strings.
+fn status_record(plan: &Plan) -> String {
+    #[derive(serde::Serialize)]
+    struct Record<'a> {
+        grace: u64,
+        containers: Kinds<'a>,
+    }
+    struct Kinds<'a>(&'a [ContainerPlan]);
+    impl serde::Serialize for Kinds<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_map(self.0.iter().map(|c| (&c.name, c.action.status_kind())))
+        }
+    }
+    let record = Record {
+        grace: plan.final_grace(),
+        containers: Kinds(&plan.containers),
+    };
+    // Strings and integers only: serialisation cannot fail.
+    serde_json::to_string(&record).unwrap_or_default()
+}

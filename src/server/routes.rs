@@ -1,0 +1,245 @@
+//! The HTTP surface, without TLS or sockets so it can be tested alone
+//! (`docs/admission.md`, "HTTP"): the admission router (`/mutate`, `/audit`)
+//! and the operations router (`/healthz`, `/readyz`, `/metrics`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+
+use super::metrics::{Answered, Metrics};
+use crate::admission::{Admission, AdmissionError, Endpoint, Reviewed, wire};
+
+/// The API server never sends more than 3 MiB of object; 7 MiB leaves room
+/// for the old object of an update plus the review around them.
+pub const MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
+
+/// What the admission routes read.
+pub struct AppState {
+    /// The admission layer.
+    pub admission: Admission,
+    /// Where requests are counted.
+    pub metrics: Arc<Metrics>,
+}
+
+/// `/mutate` and `/audit`; every other path or method gets a JSON error.
+pub fn admission_router(state: Arc<AppState>) -> Router {
+    let route = |endpoint: Endpoint| -> MethodRouter<Arc<AppState>> {
+        post(
+            move |State(state): State<Arc<AppState>>,
+                  headers: HeaderMap,
+                  body: Result<Bytes, BytesRejection>| async move {
+                handle(&state, endpoint, &headers, body)
+            },
+        )
+        .fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "use POST") })
+    };
+    let router = Router::new()
+        .route(Endpoint::Mutate.path(), route(Endpoint::Mutate))
+        .route(Endpoint::Audit.path(), route(Endpoint::Audit))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path; use /mutate or /audit") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state);
+    with_panic_guard(router)
+}
+
+/// Turns a panic in any handler into a 500, so one bad request never takes
+/// the process (and every other request) down with it.
+pub fn with_panic_guard(router: Router) -> Router {
+    router.layer(CatchPanicLayer::custom(|_| {
+        // The panic message may quote the request: keep it out of the response.
+        tracing::error!("panic while answering a request");
+        error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }))
+}
+
+/// One answered request: the response, and what logs and metrics say of it.
+struct Answer {
+    status: StatusCode,
+    answered: Answered,
+    response: Response,
+    reviewed: Option<Reviewed>,
+}
+
+impl Answer {
+    fn failed(status: StatusCode, answered: Answered, message: &str) -> Answer {
+        Answer {
+            status,
+            answered,
+            response: error(status, message),
+            reviewed: None,
+        }
+    }
+}
+
+fn handle(
+    state: &AppState,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let _inflight = state.metrics.inflight();
+    let started = Instant::now();
+    let answer = answer(&state.admission, endpoint, headers, body);
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .observe_admission(endpoint, answer.answered, elapsed.as_secs_f64());
+    log(endpoint, &answer, elapsed.as_micros() as u64);
+    answer.response
+}
+
+fn answer(
+    admission: &Admission,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    if !is_json(headers) {
+        let status = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        return Answer::failed(
+            status,
+            Answered::BadRequest,
+            "Content-Type must be application/json",
+        );
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return Answer::failed(
+                rejection.status(),
+                Answered::BadRequest,
+                &rejection.body_text(),
+            );
+        }
+    };
+    match admission.review_bytes(endpoint, &body) {
+        Ok(reviewed) => serialise(reviewed),
+        Err(e) => failed_review(&e),
+    }
+}
+
+fn serialise(reviewed: Reviewed) -> Answer {
+    match wire::to_vec(&reviewed.review) {
+        Ok(json) => Answer {
+            status: StatusCode::OK,
+            answered: Answered::Review(reviewed.outcome),
+            response: ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+            reviewed: Some(reviewed),
+        },
+        Err(e) => {
+            tracing::error!(uid = %reviewed.uid, error = %e, "could not serialise the response");
+            let status = StatusCode::INTERNAL_SERVER_ERROR;
+            Answer {
+                reviewed: Some(reviewed),
+                ..Answer::failed(status, Answered::Error, "internal error")
+            }
+        }
+    }
+}
+
+fn failed_review(e: &AdmissionError) -> Answer {
+    if e.is_client_error() {
+        Answer::failed(
+            StatusCode::BAD_REQUEST,
+            Answered::BadRequest,
+            &e.to_string(),
+        )
+    } else {
+        tracing::error!(error = %e, "internal error");
+        Answer::failed(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Answered::Error,
+            "internal error",
+        )
+    }
+}
+
+/// The one log line per admission (`docs/observability.md`).
+fn log(endpoint: Endpoint, answer: &Answer, latency_us: u64) {
+    let path = endpoint.path();
+    let outcome = answer.answered.as_str();
+    match &answer.reviewed {
+        Some(r) => tracing::info!(
+            uid = %r.uid,
+            namespace = %r.namespace,
+            name = %r.name,
+            path,
+            mode = r.mode.as_str(),
+            outcome,
+            latency_us,
+            "admission"
+        ),
+        None => tracing::warn!(
+            path,
+            outcome,
+            status = answer.status.as_u16(),
+            latency_us,
+            "admission"
+        ),
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// A JSON error body: `{"error": "...", "code": 400}`.
+pub fn error(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({ "error": message, "code": status.as_u16() }).to_string();
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(body),
+    )
+        .into_response()
+}
+
+/// What the operations endpoints read.
+pub struct OpsState {
+    /// What `/metrics` encodes.
+    pub metrics: Arc<Metrics>,
+    /// Cleared at the first shutdown signal, so endpoints drop the pod.
+    pub ready: AtomicBool,
+}
+
+/// `/healthz`, `/readyz` and `/metrics`, on plain HTTP.
+pub fn ops_router(state: Arc<OpsState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(|State(state): State<Arc<OpsState>>| async move {
+                if state.ready.load(Ordering::SeqCst) {
+                    (StatusCode::OK, "ok\n")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(state): State<Arc<OpsState>>| async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    state.metrics.encode(),
+                )
+            }),
+        )
+        .with_state(state)
+}

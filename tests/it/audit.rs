@@ -1,0 +1,104 @@
+//! The audit verdicts, on pod templates in each risk state.
+
+use crate::common;
+
+use gracehook::cluster::audit::{assess, summary_line, table};
+use gracehook::cluster::workloads::Workload;
+use gracehook::planner::settings::{NamespaceDefaults, Settings};
+use serde_json::{Value, json};
+
+fn workload(name: &str, template: Value) -> Workload {
+    Workload {
+        kind: "Deployment",
+        namespace: "shop".into(),
+        name: name.into(),
+        template: common::pod(template),
+    }
+}
+
+fn verdict(template: Value) -> gracehook::cluster::audit::Finding {
+    assess(
+        &workload("w", template),
+        Some("audit"),
+        &NamespaceDefaults::default(),
+        &Settings::default(),
+    )
+}
+
+#[test]
+fn each_risk_is_named() {
+    let bare = verdict(json!({ "spec": { "containers": [ { "name": "web" } ] } }));
+    assert!(
+        bare.risks.iter().any(|r| r == "web: no preStop delay"),
+        "{:?}",
+        bare.risks
+    );
+    assert!(
+        bare.risks
+            .iter()
+            .any(|r| r
+                .contains("grace period 30s shorter than drain delay 5s + request timeout 30s"))
+    );
+    assert!(
+        bare.would_set
+            .contains("add preStop (sleep 5s) to container web"),
+        "{}",
+        bare.would_set
+    );
+
+    let long_sleep = verdict(
+        json!({ "spec": { "terminationGracePeriodSeconds": 10, "containers": [
+        { "name": "web", "lifecycle": { "preStop": { "sleep": { "seconds": 60 } } } } ] } }),
+    );
+    assert!(
+        long_sleep
+            .risks
+            .iter()
+            .any(|r| r.contains("preStop sleep 60s longer than the grace period 10s"))
+    );
+
+    let invalid = verdict(
+        json!({ "metadata": { "annotations": { "gracehook.io/request-timeout": "soon" } },
+        "spec": { "containers": [ { "name": "web" } ] } }),
+    );
+    assert!(
+        invalid
+            .risks
+            .iter()
+            .any(|r| r.contains("invalid annotation gracehook.io/request-timeout"))
+    );
+
+    let graceful = verdict(json!({
+        "metadata": { "annotations": { "gracehook.io/drain-delay": "3s" } },
+        "spec": { "terminationGracePeriodSeconds": 40, "containers": [
+            { "name": "web", "lifecycle": { "preStop": { "exec": { "command": ["sh", "-c", "sleep 3"] } } } } ] } }));
+    assert!(!graceful.at_risk(), "{:?}", graceful.risks);
+    assert_eq!(graceful.containers[0].pre_stop, "sh -c \"sleep 3\"");
+}
+
+#[test]
+fn table_and_summary() {
+    let findings = vec![
+        verdict(json!({ "spec": { "containers": [ { "name": "web" } ] } })),
+        verdict(
+            json!({ "spec": { "terminationGracePeriodSeconds": 40, "containers": [
+            { "name": "web", "lifecycle": { "preStop": { "sleep": { "seconds": 5 } } } } ] } }),
+        ),
+    ];
+    let text = table(&findings, false);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("NAMESPACE  WORKLOAD"), "{text}");
+    assert_eq!(lines.len(), 3);
+    // Aligned: the MODE column starts at the same offset on every line.
+    let at = lines[0].find("MODE").unwrap();
+    assert!(
+        lines[1..].iter().all(|l| &l[at..at + 5] == "audit"),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'), "no colour off a terminal");
+    assert!(table(&findings, true).contains("\x1b[31m"));
+    assert_eq!(
+        summary_line(&findings),
+        "2 workloads: 1 at risk, 1 ok; 0 in enforce namespaces, 2 in audit, 0 not opted in"
+    );
+}

@@ -1,0 +1,306 @@
+//! The manifests, rendered with the real `kubectl kustomize`, checked against
+//! what SPEC and the deployment issue promise operators.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// `kubectl` from `GRACEHOOK_KUBECTL` (set by tests/run to the provisioned
+/// one), else from PATH.
+fn kubectl() -> PathBuf {
+    std::env::var_os("GRACEHOOK_KUBECTL").map_or_else(|| "kubectl".into(), PathBuf::from)
+}
+
+fn render(dir: &Path) -> Vec<Value> {
+    let output = Command::new(kubectl())
+        .args(["kustomize", dir.to_str().unwrap()])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "running {:?} (run tests/e2e/provision first): {e}",
+                kubectl()
+            )
+        });
+    assert!(
+        output.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    gracehook::planner::manifests::parse_documents(&String::from_utf8_lossy(&output.stdout))
+        .unwrap()
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn env_of(container: &Value) -> Vec<(String, String)> {
+    container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["value"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn base_deployment_is_highly_available_and_locked_down() {
+    let objects = render(&repo().join("manifests/base"));
+    let deployment = find(&objects, "Deployment", "gracehook");
+    let spec = &deployment["spec"];
+    assert!(spec["replicas"].as_i64().unwrap() >= 2);
+    assert_eq!(spec["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
+    let pod = &spec["template"]["spec"];
+    assert!(
+        !pod["topologySpreadConstraints"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert!(pod["securityContext"]["runAsUser"].as_i64().unwrap() > 0);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let container = &pod["containers"][0];
+    let security = &container["securityContext"];
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    for kind in ["requests", "limits"] {
+        assert!(container["resources"][kind]["memory"].is_string(), "{kind}");
+        assert!(container["resources"][kind]["cpu"].is_string(), "{kind}");
+    }
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["port"], "metrics");
+
+    // Its own graceful shutdown fits in its grace period.
+    let sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_i64()
+        .unwrap();
+    let env = env_of(container);
+    let seconds = |name: &str| {
+        let value = &env.iter().find(|(k, _)| k == name).unwrap().1;
+        gracehook::planner::duration::parse_seconds(value).unwrap() as i64
+    };
+    let needed =
+        sleep + seconds("GRACEHOOK_SHUTDOWN_DELAY") + seconds("GRACEHOOK_SHUTDOWN_TIMEOUT");
+    assert!(pod["terminationGracePeriodSeconds"].as_i64().unwrap() > needed);
+
+    // The TLS Secret is mounted where the env vars point.
+    let mount = container["volumeMounts"][0]["mountPath"].as_str().unwrap();
+    assert!(
+        env.iter()
+            .any(|(k, v)| k == "GRACEHOOK_TLS_CERT" && v.starts_with(mount))
+    );
+    assert_eq!(pod["volumes"][0]["secret"]["secretName"], "gracehook-tls");
+    let excluded = &env
+        .iter()
+        .find(|(k, _)| k == "GRACEHOOK_EXCLUDE_NAMESPACES")
+        .unwrap()
+        .1;
+    for ns in ["kube-system", "kube-node-lease", "gracehook-system"] {
+        assert!(
+            excluded.split(',').any(|e| e == ns),
+            "{ns} not excluded by the server"
+        );
+    }
+
+    // Every env var is a real flag of `gracehook serve`.
+    let help = Command::new(env!("CARGO_BIN_EXE_gracehook"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for (name, _) in env.iter().filter(|(k, _)| k.starts_with("GRACEHOOK_")) {
+        assert!(
+            help.contains(&format!("[env: {name}=")),
+            "{name} is not a serve flag"
+        );
+    }
+
+    let pdb = find(&objects, "PodDisruptionBudget", "gracehook");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(pdb["spec"]["selector"], spec["selector"]);
+    let service = find(&objects, "Service", "gracehook");
+    assert_eq!(service["spec"]["selector"], spec["selector"]["matchLabels"]);
+    // Least privilege: reading Namespaces is all the webhook may do.
+    let rules: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role")
+        .flat_map(|o| o["rules"].as_array().unwrap())
+        .collect();
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(rules[0]["resources"], serde_json::json!(["namespaces"]));
+    assert_eq!(
+        rules[0]["verbs"],
+        serde_json::json!(["get", "list", "watch"])
+    );
+    let binding = find(&objects, "ClusterRoleBinding", "gracehook-namespaces");
+    assert_eq!(binding["subjects"][0]["name"], pod["serviceAccountName"]);
+    assert_eq!(binding["subjects"][0]["namespace"], "gracehook-system");
+}
+
+#[test]
+fn webhook_configuration_follows_the_spec() {
+    let objects = render(&repo().join("manifests/base"));
+    let config = find(&objects, "MutatingWebhookConfiguration", "gracehook");
+    let webhooks = config["webhooks"].as_array().unwrap();
+    assert_eq!(webhooks.len(), 2);
+    for (webhook, mode, path) in [
+        (&webhooks[0], "enforce", "/mutate"),
+        (&webhooks[1], "audit", "/audit"),
+    ] {
+        assert_eq!(webhook["clientConfig"]["service"]["path"], path);
+        assert_eq!(webhook["clientConfig"]["service"]["name"], "gracehook");
+        assert_eq!(
+            webhook["clientConfig"]["service"]["namespace"],
+            "gracehook-system"
+        );
+        assert_eq!(webhook["rules"].as_array().unwrap().len(), 1);
+        let rule = &webhook["rules"][0];
+        assert_eq!(rule["operations"], serde_json::json!(["CREATE"]));
+        assert_eq!(rule["resources"], serde_json::json!(["pods"]));
+        assert_eq!(rule["apiGroups"], serde_json::json!([""]));
+        assert_eq!(webhook["sideEffects"], "None");
+        assert_eq!(
+            webhook["admissionReviewVersions"],
+            serde_json::json!(["v1"])
+        );
+        assert_eq!(webhook["failurePolicy"], "Ignore");
+        assert!(webhook["timeoutSeconds"].as_i64().unwrap() <= 3);
+        assert_eq!(webhook["reinvocationPolicy"], "IfNeeded");
+        let selector = webhook["namespaceSelector"]["matchExpressions"]
+            .as_array()
+            .unwrap();
+        assert!(selector.iter().any(|e| e["key"] == "gracehook.io/mode"
+            && e["operator"] == "In"
+            && e["values"] == serde_json::json!([mode])));
+        let excluded = selector
+            .iter()
+            .find(|e| e["key"] == "kubernetes.io/metadata.name" && e["operator"] == "NotIn")
+            .expect("system namespaces excluded");
+        for ns in ["kube-system", "kube-node-lease", "gracehook-system"] {
+            assert!(
+                excluded["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|v| v == ns),
+                "{ns}"
+            );
+        }
+        let object = &webhook["objectSelector"]["matchExpressions"][0];
+        assert_eq!(object["key"], "gracehook.io/inject");
+        assert_eq!(object["operator"], "NotIn");
+        assert_eq!(object["values"], serde_json::json!(["false"]));
+    }
+}
+
+#[test]
+fn cert_manager_overlay_wires_certificate_secret_and_ca_injection() {
+    let objects = render(&repo().join("manifests/cert-manager"));
+    let config = find(&objects, "MutatingWebhookConfiguration", "gracehook");
+    let inject = config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+        .as_str()
+        .unwrap();
+    let (namespace, name) = inject.split_once('/').unwrap();
+    let certificate = find(&objects, "Certificate", name);
+    assert_eq!(certificate["metadata"]["namespace"], namespace);
+    assert_eq!(certificate["spec"]["secretName"], "gracehook-tls");
+    let names: Vec<&str> = certificate["spec"]["dnsNames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        gracehook::server::tls::certs::service_names("gracehook", "gracehook-system")
+    );
+    let issuer = certificate["spec"]["issuerRef"]["name"].as_str().unwrap();
+    find(&objects, "Issuer", issuer);
+}
+
+#[test]
+fn self_signed_overlay_renders_with_generated_certificates() {
+    // A copy of the tree, so the test never writes into the checkout.
+    let root = std::env::temp_dir().join(format!("gracehook-manifests-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    for dir in ["manifests/base", "certs"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+        for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let entry = entry.unwrap();
+            if entry.path().extension().is_some_and(|e| e == "yaml") {
+                std::fs::copy(entry.path(), root.join(dir).join(entry.file_name())).unwrap();
+            }
+        }
+    }
+    let status = Command::new(env!("CARGO_BIN_EXE_gracehook"))
+        .args(["certs", "--out", root.join("certs").to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let objects = render(&root.join("certs"));
+    let secret = find(&objects, "Secret", "gracehook-tls");
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    assert_eq!(secret["metadata"]["namespace"], "gracehook-system");
+    let bundle = std::fs::read_to_string(root.join("certs/ca-bundle.b64")).unwrap();
+    let config = find(&objects, "MutatingWebhookConfiguration", "gracehook");
+    for webhook in config["webhooks"].as_array().unwrap() {
+        assert_eq!(webhook["clientConfig"]["caBundle"], bundle.trim());
+    }
+    let mode = std::fs::metadata(root.join("certs/tls.key")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o077,
+        0,
+        "key readable by others"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn audit_role_only_lists() {
+    let objects = render(&repo().join("manifests/audit"));
+    let role = find(&objects, "ClusterRole", "gracehook-audit");
+    let mut resources = Vec::new();
+    for rule in role["rules"].as_array().unwrap() {
+        assert_eq!(rule["verbs"], serde_json::json!(["list"]), "{rule}");
+        resources.extend(
+            rule["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_string()),
+        );
+    }
+    resources.sort();
+    assert_eq!(
+        resources,
+        [
+            "cronjobs",
+            "daemonsets",
+            "deployments",
+            "namespaces",
+            "pods",
+            "replicasets",
+            "statefulsets"
+        ]
+    );
+}

@@ -1,0 +1,485 @@
+//! Every planning rule of SPEC sections 2 and 3.
+
+use crate::common::{apply, plan_of, pod, web_pod};
+use gracehook::planner::settings::{NamespaceDefaults, PrestopStyle, Settings};
+use gracehook::planner::{Decision, HookAction, PlanError, Skip, plan};
+use serde_json::{Value, json};
+
+fn prestop(patched: &Value, container: usize) -> Value {
+    patched
+        .pointer(&format!("/spec/containers/{container}/lifecycle/preStop"))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn grace(patched: &Value) -> Value {
+    patched
+        .pointer("/spec/terminationGracePeriodSeconds")
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn decide(value: Value, namespace: &str, settings: &Settings) -> Result<Decision, PlanError> {
+    plan(
+        &pod(value),
+        Some(namespace),
+        settings,
+        &NamespaceDefaults::default(),
+    )
+}
+
+#[test]
+fn defaults_give_native_sleep_and_the_formula_grace() {
+    let (patched, _) = apply(&web_pod(json!({})), &Settings::default());
+    assert_eq!(prestop(&patched, 0), json!({ "sleep": { "seconds": 5 } }));
+    assert_eq!(grace(&patched), json!(40));
+}
+
+#[test]
+fn seed_recipe_with_drain_command() {
+    let pod = web_pod(json!({
+        "gracehook.io/drain-delay": "3s",
+        "gracehook.io/request-timeout": "30s",
+        "gracehook.io/margin": "7s",
+        "gracehook.io/drain-command": "apachectl -k graceful-stop",
+    }));
+    let (patched, _) = apply(&pod, &Settings::default());
+    assert_eq!(
+        prestop(&patched, 0),
+        json!({ "exec": { "command": ["sh", "-c", "sleep 3; apachectl -k graceful-stop; sleep 30"] } })
+    );
+    assert_eq!(grace(&patched), json!(40));
+}
+
+#[test]
+fn exec_style_uses_sh_sleep() {
+    let settings = Settings {
+        prestop_style: PrestopStyle::Exec,
+        ..Settings::default()
+    };
+    let (patched, _) = apply(
+        &web_pod(json!({ "gracehook.io/drain-delay": "1.2s" })),
+        &settings,
+    );
+    assert_eq!(
+        prestop(&patched, 0),
+        json!({ "exec": { "command": ["sh", "-c", "sleep 2"] } })
+    );
+    assert_eq!(grace(&patched), json!(2 + 30 + 5));
+}
+
+#[test]
+fn flag_defaults_apply_and_namespace_defaults_sit_between_flags_and_pod() {
+    let settings = Settings {
+        defaults: gracehook::planner::settings::Defaults {
+            drain_delay: 2,
+            request_timeout: 10,
+            margin: 1,
+        },
+        ..Settings::default()
+    };
+    let (patched, _) = apply(&web_pod(json!({})), &settings);
+    assert_eq!(prestop(&patched, 0), json!({ "sleep": { "seconds": 2 } }));
+    assert_eq!(grace(&patched), json!(13));
+
+    let ns = NamespaceDefaults {
+        drain_delay: Some(4),
+        request_timeout: None,
+        margin: Some(6),
+    };
+    let decision = plan(
+        &pod(web_pod(json!({ "gracehook.io/margin": "0" }))),
+        Some("shop"),
+        &settings,
+        &ns,
+    );
+    let Ok(Decision::Plan(plan)) = decision else {
+        panic!("expected a plan: {decision:?}");
+    };
+    assert_eq!(plan.containers[0].drain_delay, 4, "namespace over flag");
+    assert_eq!(plan.margin, 0, "pod over namespace");
+    assert_eq!(plan.required_grace, 4 + 10);
+}
+
+#[test]
+fn per_container_annotations_override_pod_annotations() {
+    let pod = json!({
+        "metadata": { "name": "p", "annotations": {
+            "gracehook.io/drain-delay": "3",
+            "gracehook.io/request-timeout": "20s",
+            "gracehook.io/drain-delay.api": "10s",
+            "gracehook.io/request-timeout.api": "1m",
+            "gracehook.io/drain-command.web": "nginx -s quit",
+        }},
+        "spec": { "containers": [ { "name": "web" }, { "name": "api" } ] }
+    });
+    let (patched, _) = apply(&pod, &Settings::default());
+    assert_eq!(
+        prestop(&patched, 0),
+        json!({ "exec": { "command": ["sh", "-c", "sleep 3; nginx -s quit; sleep 20"] } })
+    );
+    assert_eq!(prestop(&patched, 1), json!({ "sleep": { "seconds": 10 } }));
+    // max(3 + 20, 10 + 60) + 5
+    assert_eq!(grace(&patched), json!(75));
+}
+
+#[test]
+fn mesh_proxies_skip_list_and_opted_out_containers_get_nothing() {
+    let pod = json!({
+        "metadata": { "name": "p", "annotations": {
+            "gracehook.io/inject.worker": "false",
+            "gracehook.io/request-timeout.istio-proxy": "10m",
+        }},
+        "spec": { "containers": [
+            { "name": "web" }, { "name": "istio-proxy" }, { "name": "linkerd-proxy" },
+            { "name": "worker" }, { "name": "metrics" }
+        ] }
+    });
+    let settings = Settings {
+        skip_containers: ["istio-proxy", "linkerd-proxy", "metrics"]
+            .map(String::from)
+            .into(),
+        ..Settings::default()
+    };
+    let plan = plan_of(&pod, &settings);
+    let names: Vec<&str> = plan.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["web"]);
+    // The skipped proxy's 10m does not count towards the grace period.
+    assert_eq!(plan.required_grace, 40);
+    let (patched, _) = apply(&pod, &settings);
+    for i in 1..5 {
+        assert_eq!(prestop(&patched, i), Value::Null, "container {i}");
+    }
+}
+
+#[test]
+fn init_containers_native_sidecars_and_ephemeral_containers_never_get_hooks() {
+    let pod = json!({
+        "metadata": { "name": "p", "annotations": { "gracehook.io/containers": "web,setup,proxy" } },
+        "spec": {
+            "initContainers": [ { "name": "setup" }, { "name": "proxy", "restartPolicy": "Always" } ],
+            "containers": [ { "name": "web" } ],
+            "ephemeralContainers": [ { "name": "debug" } ]
+        }
+    });
+    let (patched, patch) = apply(&pod, &Settings::default());
+    assert_eq!(prestop(&patched, 0), json!({ "sleep": { "seconds": 5 } }));
+    assert_eq!(
+        patched["spec"]["initContainers"],
+        pod["spec"]["initContainers"]
+    );
+    assert_eq!(
+        patched["spec"]["ephemeralContainers"],
+        pod["spec"]["ephemeralContainers"]
+    );
+    let text = serde_json::to_string(&patch).unwrap();
+    assert!(
+        !text.contains("initContainers") && !text.contains("ephemeral"),
+        "{text}"
+    );
+    let plan = plan_of(&pod, &Settings::default());
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("setup") && n.contains("init container")),
+        "{:?}",
+        plan.notes
+    );
+}
+
+#[test]
+fn container_list_restricts_and_reports_unknown_names() {
+    let pod = json!({
+        "metadata": { "name": "p", "annotations": { "gracehook.io/containers": "api, ghost" } },
+        "spec": { "containers": [ { "name": "web" }, { "name": "api" } ] }
+    });
+    let plan = plan_of(&pod, &Settings::default());
+    let names: Vec<&str> = plan.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["api"]);
+    assert_eq!(plan.containers[0].index, 1);
+    assert!(
+        plan.notes.iter().any(|n| n.contains("ghost")),
+        "{:?}",
+        plan.notes
+    );
+}
+
+#[test]
+fn existing_prestop_is_kept_with_a_note_and_poststart_survives() {
+    let pod = json!({
+        "metadata": { "name": "p" },
+        "spec": { "containers": [
+            { "name": "own", "lifecycle": { "preStop": { "exec": { "command": ["/bin/drain"] } } } },
+            { "name": "web", "lifecycle": { "postStart": { "exec": { "command": ["/bin/warm"] } } } }
+        ] }
+    });
+    let plan = plan_of(&pod, &Settings::default());
+    assert_eq!(plan.containers[0].action, HookAction::KeepExisting);
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("own") && n.contains("kept"))
+    );
+    let (patched, _) = apply(&pod, &Settings::default());
+    assert_eq!(
+        patched["spec"]["containers"][0]["lifecycle"],
+        pod["spec"]["containers"][0]["lifecycle"]
+    );
+    assert_eq!(
+        patched["spec"]["containers"][1]["lifecycle"],
+        json!({
+            "postStart": { "exec": { "command": ["/bin/warm"] } },
+            "preStop": { "sleep": { "seconds": 5 } }
+        })
+    );
+    // The kept container still counts towards the grace period.
+    assert_eq!(grace(&patched), json!(40));
+}
+
+#[test]
+fn mirror_pods_excluded_namespaces_and_opted_out_pods_are_skipped() {
+    let settings = Settings::default();
+    let mirror =
+        web_pod(json!({ "kubernetes.io/config.mirror": "abc", "gracehook.io/drain-delay": "bad" }));
+    assert_eq!(
+        decide(mirror, "shop", &settings),
+        Ok(Decision::Skip(Skip::MirrorPod))
+    );
+    assert_eq!(
+        decide(web_pod(json!({})), "kube-system", &settings),
+        Ok(Decision::Skip(Skip::ExcludedNamespace(
+            "kube-system".into()
+        )))
+    );
+    let custom = Settings {
+        exclude_namespaces: ["gracehook-system".to_string()].into(),
+        ..Settings::default()
+    };
+    assert!(matches!(
+        decide(web_pod(json!({})), "gracehook-system", &custom),
+        Ok(Decision::Skip(Skip::ExcludedNamespace(_)))
+    ));
+    assert!(matches!(
+        decide(web_pod(json!({})), "kube-system", &custom),
+        Ok(Decision::Plan(_))
+    ));
+    assert_eq!(
+        decide(
+            web_pod(json!({ "gracehook.io/inject": "false" })),
+            "shop",
+            &settings
+        ),
+        Ok(Decision::Skip(Skip::OptedOut))
+    );
+    let all_proxies =
+        json!({ "metadata": {}, "spec": { "containers": [ { "name": "istio-proxy" } ] } });
+    assert_eq!(
+        decide(all_proxies, "shop", &settings),
+        Ok(Decision::Skip(Skip::NoEligibleContainers))
+    );
+}
+
+#[test]
+fn windows_pods_never_get_sh() {
+    let pod = json!({
+        "metadata": { "name": "p", "annotations": { "gracehook.io/drain-command.iis": "iisreset /stop" } },
+        "spec": { "os": { "name": "windows" }, "containers": [ { "name": "iis" }, { "name": "app" } ] }
+    });
+    for style in [PrestopStyle::Sleep, PrestopStyle::Exec] {
+        let settings = Settings {
+            prestop_style: style,
+            ..Settings::default()
+        };
+        let (patched, patch) = apply(&pod, &settings);
+        assert!(!serde_json::to_string(&patch).unwrap().contains("\"sh\""));
+        assert_eq!(prestop(&patched, 0), json!({ "sleep": { "seconds": 5 } }));
+        assert_eq!(prestop(&patched, 1), json!({ "sleep": { "seconds": 5 } }));
+        let plan = plan_of(&pod, &settings);
+        assert!(
+            plan.notes
+                .iter()
+                .any(|n| n.contains("Windows") && n.contains("iis"))
+        );
+    }
+}
+
+#[test]
+fn zero_delay_without_command_adds_no_hook_but_still_sets_grace() {
+    let pod = web_pod(json!({ "gracehook.io/drain-delay": "0s" }));
+    let plan = plan_of(&pod, &Settings::default());
+    assert_eq!(plan.containers[0].action, HookAction::NoHook);
+    let (patched, _) = apply(&pod, &Settings::default());
+    assert_eq!(prestop(&patched, 0), Value::Null);
+    assert_eq!(grace(&patched), json!(35));
+}
+
+#[test]
+fn grace_is_set_raised_but_never_lowered() {
+    let with_grace = |g: Value| {
+        let mut p = web_pod(json!({}));
+        p["spec"]["terminationGracePeriodSeconds"] = g;
+        p
+    };
+    let (patched, patch) = apply(&with_grace(json!(30)), &Settings::default());
+    assert_eq!(grace(&patched), json!(40));
+    assert!(
+        serde_json::to_string(&patch)
+            .unwrap()
+            .contains(r#""op":"replace","path":"/spec/terminationGracePeriodSeconds""#)
+    );
+    let (patched, _) = apply(&with_grace(json!(40)), &Settings::default());
+    assert_eq!(grace(&patched), json!(40));
+    let (patched, patch) = apply(&with_grace(json!(600)), &Settings::default());
+    assert_eq!(grace(&patched), json!(600));
+    assert!(
+        !serde_json::to_string(&patch)
+            .unwrap()
+            .contains("terminationGracePeriodSeconds")
+    );
+    let (patched, patch) = apply(&web_pod(json!({})), &Settings::default());
+    assert_eq!(grace(&patched), json!(40));
+    assert!(
+        serde_json::to_string(&patch)
+            .unwrap()
+            .contains(r#""op":"add","path":"/spec/terminationGracePeriodSeconds""#)
+    );
+}
+
+#[test]
+fn grace_above_max_is_invalid_and_names_the_culprit() {
+    let settings = Settings {
+        max_grace: 120,
+        ..Settings::default()
+    };
+    let err = decide(
+        web_pod(json!({ "gracehook.io/request-timeout": "2m" })),
+        "shop",
+        &settings,
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(
+            err,
+            PlanError::GraceTooLong {
+                grace: 130,
+                max: 120,
+                ..
+            }
+        ),
+        "{text}"
+    );
+    assert!(text.contains("gracehook.io/request-timeout"), "{text}");
+    assert!(text.contains("130s"), "{text}");
+    assert!(
+        decide(
+            web_pod(json!({ "gracehook.io/request-timeout": "1m50s" })),
+            "shop",
+            &settings
+        )
+        .is_ok()
+    );
+    // Sums saturate rather than wrap around.
+    let huge = web_pod(json!({
+        "gracehook.io/request-timeout": "9223372036854775807",
+        "gracehook.io/drain-delay": "9223372036854775807",
+    }));
+    assert!(matches!(
+        decide(huge, "shop", &Settings::default()),
+        Err(PlanError::GraceTooLong { .. })
+    ));
+}
+
+#[test]
+fn invalid_annotations_are_errors_naming_key_value_and_example() {
+    let cases = [
+        ("gracehook.io/drain-delay", "soon"),
+        ("gracehook.io/request-timeout", "-3s"),
+        ("gracehook.io/margin", ""),
+        ("gracehook.io/drain-delay.web", "1.5"),
+        ("gracehook.io/inject", "nope"),
+        ("gracehook.io/mode", "strict"),
+        ("gracehook.io/drain-command", " "),
+        ("gracehook.io/request-timeout", "99999999999999999999s"),
+    ];
+    for (key, value) in cases {
+        let err = decide(web_pod(json!({ key: value })), "shop", &Settings::default()).unwrap_err();
+        let PlanError::Annotation(a) = &err else {
+            panic!("{key}: expected an annotation error, got {err:?}");
+        };
+        assert_eq!(a.key, key);
+        assert_eq!(a.value.trim(), value.trim(), "{key}");
+        let text = err.to_string();
+        assert!(
+            text.contains(key) && text.contains("a valid example is"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn status_annotation_is_escaped_and_created_with_its_map() {
+    let mut bare = web_pod(json!({}));
+    bare["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("annotations");
+    let (patched, patch) = apply(&bare, &Settings::default());
+    let text = serde_json::to_string(&patch).unwrap();
+    assert!(
+        text.contains(
+            r#""op":"add","path":"/metadata/annotations","value":{"gracehook.io/status""#
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        patched["metadata"]["annotations"]["gracehook.io/status"],
+        json!(r#"{"grace":40,"containers":{"web":"sleep"}}"#)
+    );
+
+    let (patched, patch) = apply(&web_pod(json!({ "team": "shop" })), &Settings::default());
+    let text = serde_json::to_string(&patch).unwrap();
+    assert!(
+        text.contains(r#""path":"/metadata/annotations/gracehook.io~1status""#),
+        "{text}"
+    );
+    assert_eq!(patched["metadata"]["annotations"]["team"], json!("shop"));
+}
+
+#[test]
+fn a_patched_pod_yields_an_empty_patch() {
+    for style in [PrestopStyle::Sleep, PrestopStyle::Exec] {
+        let settings = Settings {
+            prestop_style: style,
+            ..Settings::default()
+        };
+        let pod = json!({
+            "metadata": { "name": "p", "annotations": { "gracehook.io/drain-command.web": "apachectl -k graceful-stop" } },
+            "spec": { "terminationGracePeriodSeconds": 10, "containers": [
+                { "name": "web" }, { "name": "api" },
+                { "name": "own", "lifecycle": { "preStop": { "httpGet": { "path": "/drain", "port": 8080 } } } }
+            ] }
+        });
+        let (once, _) = apply(&pod, &settings);
+        let again = plan_of(&once, &settings);
+        assert!(again.is_noop(), "{again:?}");
+        let (twice, patch) = apply(&once, &settings);
+        assert!(patch.0.is_empty(), "{patch:?}");
+        assert_eq!(once, twice);
+    }
+}
+
+#[test]
+fn unknown_gracehook_annotations_are_reported() {
+    let plan = plan_of(
+        &web_pod(json!({ "gracehook.io/drain-dealy": "3s" })),
+        &Settings::default(),
+    );
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("gracehook.io/drain-dealy")),
+        "{:?}",
+        plan.notes
+    );
+}

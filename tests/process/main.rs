@@ -1,0 +1,10 @@
+//! The slow tests: a real `gracehook serve` process over real TLS — protocols,
+//! certificate rotation, shutdown, load with flat memory, hostile clients.
+//! Apart from the in-process tests so that those stay fast to run alone
+//! (`cargo test --test it`).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod reliability;
+mod serve;

@@ -1,0 +1,357 @@
+//! Reliability of `gracehook serve` as a process over real TLS: sustained
+//! load with flat memory, hostile clients, and every bad input of SPEC
+//! section 5 with its documented answer. Bounded in time; no timing asserts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::common::server::{Conn, client_config, tls_server};
+use crate::common::{review_for, web_pod};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+const H1: &[&[u8]] = &[b"http/1.1"];
+const H2: &[&[u8]] = &[b"h2"];
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hundred_thousand_reviews_at_concurrency_64_with_flat_memory() {
+    const TOTAL: usize = 100_000;
+    const CONCURRENCY: usize = 64;
+    // RUST_LOG=info writes a line per review, as in production.
+    let (pki, server) = tls_server("load", &[]);
+    let pid = server.child.id();
+    let body = Arc::new(review_for(
+        &web_pod(json!({ "gracehook.io/drain-delay": "3s" })),
+        "shop",
+    ));
+    let done = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let next = Arc::new(AtomicUsize::new(0));
+
+    // Peak RSS in each quarter of the run, sampled every 20 ms.
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (done, sampling) = (done.clone(), sampling.clone());
+        tokio::spawn(async move {
+            let mut peaks = [0u64; 4];
+            while sampling.load(Ordering::SeqCst) {
+                let quarter = (done.load(Ordering::SeqCst) * 4 / TOTAL).min(3);
+                peaks[quarter] = peaks[quarter].max(rss_kib(pid));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            peaks
+        })
+    };
+
+    let mut workers = Vec::new();
+    for i in 0..CONCURRENCY {
+        let alpn = if i % 2 == 0 { H1 } else { H2 };
+        let config = client_config(&[&pki.ca_pem], None, alpn);
+        let (body, done, errors, next, addr) = (
+            body.clone(),
+            done.clone(),
+            errors.clone(),
+            next.clone(),
+            server.addr,
+        );
+        workers.push(tokio::spawn(async move {
+            let (mut conn, _) = Conn::open(addr, config).await.expect("connect");
+            while next.fetch_add(1, Ordering::SeqCst) < TOTAL {
+                match conn.review("/mutate", &body).await {
+                    Ok(reply) if reply.status == 200 => {}
+                    _ => {
+                        errors.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    let started = Instant::now();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    sampling.store(false, Ordering::SeqCst);
+    let peaks = sampler.await.unwrap();
+    eprintln!("{TOTAL} reviews in {elapsed:?}; peak RSS per quarter (KiB): {peaks:?}");
+    assert_eq!(errors.load(Ordering::SeqCst), 0);
+    assert_eq!(done.load(Ordering::SeqCst), TOTAL);
+    assert!(peaks.iter().all(|p| *p > 0), "{peaks:?}");
+    assert!(
+        peaks[3] as f64 <= peaks[0] as f64 * 1.10,
+        "memory grew: first quarter {} KiB, last {} KiB",
+        peaks[0],
+        peaks[3]
+    );
+    let patched = server
+        .metric(r#"gracehook_admission_requests_total{path="/mutate",outcome="patched"}"#)
+        .await;
+    assert_eq!(patched, TOTAL as f64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slowloris_and_idle_connection_floods_do_not_stop_other_clients() {
+    let (pki, server) = tls_server("hostile", &[]);
+    let config = client_config(&[&pki.ca_pem], None, H1);
+
+    // 300 connections that never say anything.
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(tokio::net::TcpStream::connect(server.addr).await.unwrap());
+    }
+    // 20 TLS connections that trickle a request header a byte at a time.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut trickles = Vec::new();
+    for _ in 0..20 {
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::IpAddress(server.addr.ip().into());
+        let mut tls = tokio_rustls::TlsConnector::from(config.clone())
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let stop = stop.clone();
+        trickles.push(tokio::spawn(async move {
+            let header = b"POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Slow: ";
+            for byte in header.iter().cycle() {
+                if stop.load(Ordering::SeqCst) || tls.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+                let _ = tls.flush().await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Meanwhile a well-behaved client is served, on new connections each time.
+    for _ in 0..50 {
+        let (mut conn, _) = tokio::time::timeout(
+            Duration::from_secs(5),
+            Conn::open(server.addr, config.clone()),
+        )
+        .await
+        .expect("connected in time")
+        .expect("connected");
+        let reply = tokio::time::timeout(
+            Duration::from_secs(5),
+            conn.review("/mutate", &review_for(&web_pod(json!({})), "shop")),
+        )
+        .await
+        .expect("answered in time")
+        .unwrap();
+        assert_eq!(reply.status, 200);
+    }
+    stop.store(true, Ordering::SeqCst);
+    for t in trickles {
+        t.await.unwrap();
+    }
+    drop(idle);
+    assert_eq!(server.ops_get("/healthz").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_under_concurrent_load_fails_no_request() {
+    let (pki, mut server) = tls_server(
+        "sigterm-load",
+        &["--shutdown-delay", "1500ms", "--shutdown-timeout", "5s"],
+    );
+    let config = client_config(&[&pki.ca_pem], None, H2);
+    let body = Arc::new(review_for(&web_pod(json!({})), "shop"));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let served = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_millis(1200);
+    let mut workers = Vec::new();
+    for _ in 0..16 {
+        let (config, body, failures, served, addr) = (
+            config.clone(),
+            body.clone(),
+            failures.clone(),
+            served.clone(),
+            server.addr,
+        );
+        workers.push(tokio::spawn(async move {
+            let (mut conn, _) = Conn::open(addr, config).await.unwrap();
+            // Requests keep coming until just before the delay ends, as the
+            // API server's would until endpoints drop the replica.
+            while Instant::now() < deadline {
+                match conn.review("/mutate", &body).await {
+                    Ok(r) if r.status == 200 => served.fetch_add(1, Ordering::SeqCst),
+                    _ => failures.fetch_add(1, Ordering::SeqCst),
+                };
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.signal("TERM");
+    for w in workers {
+        w.await.unwrap();
+    }
+    assert_eq!(failures.load(Ordering::SeqCst), 0);
+    assert!(served.load(Ordering::SeqCst) > 0);
+    let code = tokio::task::block_in_place(|| server.wait(Duration::from_secs(10)));
+    assert_eq!(code, Some(0));
+}
+
+/// SPEC section 5, row by row: what is sent, and the documented answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_bad_input_gets_its_documented_answer() {
+    let (pki, server) = tls_server("bad-input", &[]);
+    let invalid = review_for(
+        &web_pod(json!({ "gracehook.io/drain-delay": "later" })),
+        "shop",
+    );
+    let invalid = serde_json::to_vec(&invalid).unwrap();
+    struct Row {
+        what: &'static str,
+        method: &'static str,
+        path: &'static str,
+        content_type: Option<&'static str>,
+        body: Vec<u8>,
+        status: u16,
+        check: fn(&Value) -> bool,
+    }
+    let is_error = |v: &Value| v["error"].is_string() && v["code"].is_u64();
+    let rows = vec![
+        Row {
+            what: "invalid annotation, enforce: denied with code 400 naming it",
+            method: "POST",
+            path: "/mutate",
+            content_type: Some("application/json"),
+            body: invalid.clone(),
+            status: 200,
+            check: |v| {
+                v["response"]["allowed"] == false
+                    && v["response"]["status"]["code"] == 400
+                    && v["response"]["status"]["message"]
+                        .as_str()
+                        .is_some_and(|m| {
+                            m.contains("gracehook.io/drain-delay") && m.contains("\"later\"")
+                        })
+            },
+        },
+        Row {
+            what: "invalid annotation, audit: allowed with a warning",
+            method: "POST",
+            path: "/audit",
+            content_type: Some("application/json"),
+            body: invalid,
+            status: 200,
+            check: |v| {
+                v["response"]["allowed"] == true
+                    && v["response"]["warnings"][0]
+                        .as_str()
+                        .is_some_and(|w| w.starts_with("gracehook audit: invalid annotation"))
+            },
+        },
+        Row {
+            what: "malformed JSON",
+            method: "POST",
+            path: "/mutate",
+            content_type: Some("application/json"),
+            body: b"{\"apiVersion\":".to_vec(),
+            status: 400,
+            check: is_error,
+        },
+        Row {
+            what: "a review without request",
+            method: "POST",
+            path: "/mutate",
+            content_type: Some("application/json"),
+            body: br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec(),
+            status: 400,
+            check: is_error,
+        },
+        Row {
+            what: "JSON nested deeper than the parser allows",
+            method: "POST",
+            path: "/mutate",
+            content_type: Some("application/json"),
+            body: format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(),
+            status: 400,
+            check: is_error,
+        },
+        Row {
+            what: "body over 7 MiB",
+            method: "POST",
+            path: "/audit",
+            content_type: Some("application/json"),
+            body: vec![b' '; 7 * 1024 * 1024 + 1],
+            status: 413,
+            check: is_error,
+        },
+        Row {
+            what: "wrong content type",
+            method: "POST",
+            path: "/mutate",
+            content_type: Some("application/yaml"),
+            body: b"{}".to_vec(),
+            status: 415,
+            check: is_error,
+        },
+        Row {
+            what: "no content type",
+            method: "POST",
+            path: "/mutate",
+            content_type: None,
+            body: b"{}".to_vec(),
+            status: 415,
+            check: is_error,
+        },
+        Row {
+            what: "wrong method",
+            method: "PUT",
+            path: "/mutate",
+            content_type: Some("application/json"),
+            body: b"{}".to_vec(),
+            status: 405,
+            check: is_error,
+        },
+        Row {
+            what: "unknown path",
+            method: "POST",
+            path: "/validate",
+            content_type: Some("application/json"),
+            body: b"{}".to_vec(),
+            status: 404,
+            check: is_error,
+        },
+    ];
+    for alpn in [H1, H2] {
+        let (mut conn, _) = Conn::open(server.addr, client_config(&[&pki.ca_pem], None, alpn))
+            .await
+            .unwrap();
+        for row in &rows {
+            let reply = conn
+                .send(row.method, row.path, row.content_type, row.body.clone())
+                .await
+                .unwrap();
+            assert_eq!(reply.status, row.status, "{}", row.what);
+            assert!(
+                (row.check)(&reply.json()),
+                "{}: {}",
+                row.what,
+                String::from_utf8_lossy(&reply.body)
+            );
+        }
+    }
+    // After all of that, still serving.
+    let (mut conn, _) = Conn::open(server.addr, client_config(&[&pki.ca_pem], None, H1))
+        .await
+        .unwrap();
+    let reply = conn
+        .review("/mutate", &review_for(&web_pod(json!({})), "shop"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+}
