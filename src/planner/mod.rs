@@ -3,7 +3,7 @@
 //!
 //! - inputs: [`duration`] (Go-style durations), [`annotations`] (the
 //!   `gracehook.io/*` keys), [`settings`] (the operator's flags);
-//! - the decision: [`plan`], with the grace-period formula in [`grace`] and
+//! - the decision: [`mod@plan`], with the grace-period formula in [`grace`] and
 //!   the hooks in [`hook`];
 //! - renderings: [`patch`] (RFC 6902 for the API server), [`summary`]
 //!   (warning sentences), [`explain`] (a termination timeline), and

@@ -25,6 +25,36 @@ pub fn web_pod(annotations: Value) -> Value {
     })
 }
 
+/// A pod for tests, built a piece at a time:
+/// `TestPod::with(&["web", "api"]).annotate("gracehook.io/drain-delay", "3s").json()`.
+#[derive(Debug, Clone)]
+pub struct TestPod(Value);
+
+impl TestPod {
+    /// A pod named `p` with these (bare) containers and an empty annotations map.
+    pub fn with(containers: &[&str]) -> TestPod {
+        let containers: Vec<Value> = containers.iter().map(|n| json!({ "name": n })).collect();
+        TestPod(json!({
+            "metadata": { "name": "p", "annotations": {} },
+            "spec": { "containers": containers }
+        }))
+    }
+
+    pub fn annotate(mut self, key: &str, value: &str) -> TestPod {
+        self.0["metadata"]["annotations"][key] = json!(value);
+        self
+    }
+
+    pub fn spec(mut self, key: &str, value: Value) -> TestPod {
+        self.0["spec"][key] = value;
+        self
+    }
+
+    pub fn json(self) -> Value {
+        self.0
+    }
+}
+
 pub fn plan_of(value: &Value, settings: &Settings) -> Plan {
     match plan(
         &pod(value.clone()),

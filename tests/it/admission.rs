@@ -1,4 +1,4 @@
-//! The admission layer: SPEC sections 1, 4 and 5, without the network.
+//! The admission layer (docs/admission.md), without the network.
 
 use crate::common::{admit, response_patch, review_for, web_pod};
 use gracehook::admission::{Admission, AdmissionError, Endpoint, Outcome};

@@ -1,5 +1,5 @@
 //! The manifests, rendered with the real `kubectl kustomize`, checked against
-//! what SPEC and the deployment issue promise operators.
+//! what docs/admission.md and the README promise operators.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

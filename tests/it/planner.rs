@@ -1,6 +1,6 @@
-//! Every planning rule of SPEC sections 2 and 3.
+//! Every planning rule of docs/annotations.md and docs/plan.md.
 
-use crate::common::{apply, plan_of, pod, web_pod};
+use crate::common::{TestPod, apply, plan_of, pod, web_pod};
 use gracehook::planner::settings::{NamespaceDefaults, PrestopStyle, Settings};
 use gracehook::planner::{Decision, HookAction, PlanError, Skip, plan};
 use serde_json::{Value, json};
@@ -103,16 +103,13 @@ fn flag_defaults_apply_and_namespace_defaults_sit_between_flags_and_pod() {
 
 #[test]
 fn per_container_annotations_override_pod_annotations() {
-    let pod = json!({
-        "metadata": { "name": "p", "annotations": {
-            "gracehook.io/drain-delay": "3",
-            "gracehook.io/request-timeout": "20s",
-            "gracehook.io/drain-delay.api": "10s",
-            "gracehook.io/request-timeout.api": "1m",
-            "gracehook.io/drain-command.web": "nginx -s quit",
-        }},
-        "spec": { "containers": [ { "name": "web" }, { "name": "api" } ] }
-    });
+    let pod = TestPod::with(&["web", "api"])
+        .annotate("gracehook.io/drain-delay", "3")
+        .annotate("gracehook.io/request-timeout", "20s")
+        .annotate("gracehook.io/drain-delay.api", "10s")
+        .annotate("gracehook.io/request-timeout.api", "1m")
+        .annotate("gracehook.io/drain-command.web", "nginx -s quit")
+        .json();
     let (patched, _) = apply(&pod, &Settings::default());
     assert_eq!(
         prestop(&patched, 0),
@@ -125,16 +122,10 @@ fn per_container_annotations_override_pod_annotations() {
 
 #[test]
 fn mesh_proxies_skip_list_and_opted_out_containers_get_nothing() {
-    let pod = json!({
-        "metadata": { "name": "p", "annotations": {
-            "gracehook.io/inject.worker": "false",
-            "gracehook.io/request-timeout.istio-proxy": "10m",
-        }},
-        "spec": { "containers": [
-            { "name": "web" }, { "name": "istio-proxy" }, { "name": "linkerd-proxy" },
-            { "name": "worker" }, { "name": "metrics" }
-        ] }
-    });
+    let pod = TestPod::with(&["web", "istio-proxy", "linkerd-proxy", "worker", "metrics"])
+        .annotate("gracehook.io/inject.worker", "false")
+        .annotate("gracehook.io/request-timeout.istio-proxy", "10m")
+        .json();
     let settings = Settings {
         skip_containers: ["istio-proxy", "linkerd-proxy", "metrics"]
             .map(String::from)
@@ -189,10 +180,9 @@ fn init_containers_native_sidecars_and_ephemeral_containers_never_get_hooks() {
 
 #[test]
 fn container_list_restricts_and_reports_unknown_names() {
-    let pod = json!({
-        "metadata": { "name": "p", "annotations": { "gracehook.io/containers": "api, ghost" } },
-        "spec": { "containers": [ { "name": "web" }, { "name": "api" } ] }
-    });
+    let pod = TestPod::with(&["web", "api"])
+        .annotate("gracehook.io/containers", "api, ghost")
+        .json();
     let plan = plan_of(&pod, &Settings::default());
     let names: Vec<&str> = plan.containers.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["api"]);
@@ -281,10 +271,10 @@ fn mirror_pods_excluded_namespaces_and_opted_out_pods_are_skipped() {
 
 #[test]
 fn windows_pods_never_get_sh() {
-    let pod = json!({
-        "metadata": { "name": "p", "annotations": { "gracehook.io/drain-command.iis": "iisreset /stop" } },
-        "spec": { "os": { "name": "windows" }, "containers": [ { "name": "iis" }, { "name": "app" } ] }
-    });
+    let pod = TestPod::with(&["iis", "app"])
+        .annotate("gracehook.io/drain-command.iis", "iisreset /stop")
+        .spec("os", json!({ "name": "windows" }))
+        .json();
     for style in [PrestopStyle::Sleep, PrestopStyle::Exec] {
         let settings = Settings {
             prestop_style: style,

@@ -1,6 +1,6 @@
 //! Reliability of `gracehook serve` as a process over real TLS: sustained
-//! load with flat memory, hostile clients, and every bad input of SPEC
-//! section 5 with its documented answer. Bounded in time; no timing asserts.
+//! load with flat memory, hostile clients, and every bad input of
+//! docs/admission.md ("HTTP") with its documented answer. Bounded in time; no timing asserts.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -203,7 +203,7 @@ async fn sigterm_under_concurrent_load_fails_no_request() {
     assert_eq!(code, Some(0));
 }
 
-/// SPEC section 5, row by row: what is sent, and the documented answer.
+/// docs/admission.md ("HTTP"), row by row: what is sent, and the documented answer.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_bad_input_gets_its_documented_answer() {
     let (pki, server) = tls_server("bad-input", &[]);
