@@ -2,6 +2,14 @@
 //! JSON) and through the planner alone, on realistic pods.
 //!
 //!     cargo bench --bench review
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::too_many_lines,
+    missing_docs
+)]
 
 use std::hint::black_box;
 
