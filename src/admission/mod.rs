@@ -3,10 +3,12 @@
 //! [`Admission::review_bytes`], so the command line exercises exactly what the
 //! API server gets.
 //!
-//! - `request`: reading the review (a typed fast path for pods);
+//! - `request`: reading the review, with a fast path for pods through
+//!   [`pod_view`] (only the fields the planner reads);
 //! - `response`: the answer to a planned pod, by mode;
 //! - [`wire`]: the JSON written back, with the patch in base64.
 
+pub mod pod_view;
 mod request;
 mod response;
 pub mod wire;
@@ -211,7 +213,7 @@ impl Admission {
         body: &[u8],
     ) -> Result<Reviewed, AdmissionError> {
         if let Some(review) = request::parse_pod(body) {
-            return self.answer(endpoint, review, request::typed_pod);
+            return self.answer(endpoint, review, request::viewed_pod);
         }
         let review = request::parse_untyped(body)?;
         self.answer(endpoint, review, request::untyped_pod)

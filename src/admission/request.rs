@@ -1,20 +1,19 @@
-//! Reading an AdmissionReview: the common case, a pod, is parsed straight
-//! into k8s-openapi's Pod in one pass; anything else (another kind, a pod
-//! that does not parse) takes the untyped path, which decides between "not
-//! ours" and a 400.
-
-use std::borrow::Cow;
+//! Reading an AdmissionReview: the common case, a pod, is parsed in one pass
+//! into a [`PodView`] (only what the planner reads); anything else (another
+//! kind, a pod that does not parse) takes the untyped path, which decides
+//! between "not ours" and a 400.
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use kube::core::{DynamicObject, Resource};
 use serde::Deserialize;
 
+use super::pod_view::PodView;
 use super::{AdmissionError, Outcome, Reviewed};
 use crate::planner::Mode;
 
 /// The fast path: a review of a pod that parses as one.
-pub(super) fn parse_pod(body: &[u8]) -> Option<AdmissionReview<Pod>> {
+pub(super) fn parse_pod(body: &[u8]) -> Option<AdmissionReview<PodView>> {
     serde_json::from_slice(body).ok()
 }
 
@@ -24,24 +23,24 @@ pub(super) fn parse_untyped(body: &[u8]) -> Result<AdmissionReview<DynamicObject
 }
 
 /// How the request's object becomes a Pod.
-pub(super) type ToPod<K> = for<'a> fn(&'a K) -> Result<Cow<'a, Pod>, serde_json::Error>;
+pub(super) type ToPod<K> = fn(K) -> Result<Pod, serde_json::Error>;
 
-pub(super) fn typed_pod(pod: &Pod) -> Result<Cow<'_, Pod>, serde_json::Error> {
-    Ok(Cow::Borrowed(pod))
+pub(super) fn viewed_pod(view: PodView) -> Result<Pod, serde_json::Error> {
+    Ok(view.into_pod())
 }
 
-/// The slow path: a pod that did not parse as a typed Pod at first, converted
-/// again to find out why.
-pub(super) fn untyped_pod(object: &DynamicObject) -> Result<Cow<'_, Pod>, serde_json::Error> {
+/// The slow path: a pod that did not parse as a view, converted again to
+/// find out why.
+pub(super) fn untyped_pod(object: DynamicObject) -> Result<Pod, serde_json::Error> {
     let spec = match object.data.get("spec") {
         None | Some(serde_json::Value::Null) => None,
         Some(spec) => Some(PodSpec::deserialize(spec)?),
     };
-    Ok(Cow::Owned(Pod {
-        metadata: object.metadata.clone(),
+    Ok(Pod {
+        metadata: object.metadata,
         spec,
         status: None,
-    }))
+    })
 }
 
 /// What is known before planning: who asked, about what. The review itself is
@@ -70,15 +69,15 @@ pub(super) fn is_pod_create<K: Resource>(request: &AdmissionRequest<K>) -> bool 
         && request.sub_resource.as_deref().unwrap_or("").is_empty()
 }
 
-/// The pod of a pod CREATE.
-pub(super) fn pod<'a, K: Resource>(
-    request: &'a AdmissionRequest<K>,
+/// The pod of a pod CREATE, taken out of the request.
+pub(super) fn pod<K: Resource>(
+    request: &mut AdmissionRequest<K>,
     uid: &str,
     to_pod: ToPod<K>,
-) -> Result<Cow<'a, Pod>, AdmissionError> {
+) -> Result<Pod, AdmissionError> {
     let object = request
         .object
-        .as_ref()
+        .take()
         .ok_or_else(|| AdmissionError::NoObject {
             uid: uid.to_string(),
         })?;

@@ -19,5 +19,6 @@ mod audit;
 mod cli;
 mod manifests;
 mod planner;
+mod pod_view;
 mod properties;
 mod router;

@@ -138,6 +138,11 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
+    fn the_view_plans_generated_pods_like_the_full_pod(pod in pod_value()) {
+        prop_assert_eq!(crate::pod_view::assert_plans_alike(&pod), 4);
+    }
+
+    #[test]
     fn patches_apply_fit_touch_nothing_else_and_are_idempotent(original in pod_value(), exec in any::<bool>()) {
         let settings = settings(exec);
         let typed: Pod = serde_json::from_value(original.clone()).unwrap();
@@ -276,6 +281,7 @@ proptest! {
             "metadata": { "name": "p", "annotations": annotations },
             "spec": { "containers": containers, "terminationGracePeriodSeconds": grace }
         });
+        crate::pod_view::assert_plans_alike(&pod);
         let review = review_for(&pod, "shop");
         let body = serde_json::to_vec(&review).unwrap();
         match Admission::new(Settings::default()).review_bytes(endpoint, &body) {
