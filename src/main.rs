@@ -17,7 +17,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     // clap exits with 2 on usage errors by itself.
     let cli = Cli::parse();
-    commands::logging::init(cli.log_format, cli.command.logs_to_stdout());
+    let _flush_logs = commands::logging::init(cli.log_format, cli.command.logs_to_stdout());
     match commands::run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -58,7 +58,9 @@ fn http_builder() -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true);
+        .keep_alive(true)
+        // One buffer for head and body: one TLS record per response, not two.
+        .writev(false);
     builder
         .http2()
         .timer(TokioTimer::new())
