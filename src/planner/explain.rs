@@ -78,6 +78,9 @@ fn container_events(
         } => {
             events.push((d, format!("{name}: {command}")));
             events.push((needed, format!("{name}: SIGTERM (preStop done)")));
+            notes.push(format!(
+                "{name} may exit by itself once its drain command has let the requests in flight finish; its preStop then ends with it, without error"
+            ));
         }
         Hook::Shell { command: None, .. } | Hook::Sleep { .. } => {
             events.push((d, format!("{name}: SIGTERM (preStop done)")));

@@ -35,29 +35,42 @@ impl Hook {
             },
             Hook::Shell { .. } => LifecycleHandler {
                 exec: Some(ExecAction {
-                    command: Some(vec!["sh".into(), "-c".into(), self.render("")]),
+                    command: Some(vec!["sh".into(), "-c".into(), self.script()]),
                 }),
                 ..Default::default()
             },
         }
     }
 
-    /// For people: `sleep 3s; apachectl -k graceful-stop; sleep 30s`.
-    pub fn describe(&self) -> String {
-        self.render("s")
-    }
-
-    /// The steps of the hook, the numbers followed by `unit`: the shell script
-    /// of the seed recipe with `""`, its description with `"s"`.
-    fn render(&self, unit: &str) -> String {
+    /// The shell script: `sleep d`, or the seed recipe's
+    /// `sleep 3; apachectl -k graceful-stop; sleep 30` made to end cleanly.
+    ///
+    /// A server that drains by itself may end by signalling every process
+    /// of its container: Apache's prefork master, PID 1, sends
+    /// `kill(-1, SIGTERM)` once its workers are done. A hook still in its
+    /// last `sleep` then dies of that SIGTERM, exit 143, and the kubelet
+    /// records a `FailedPreStopHook` warning for a drain that went right.
+    /// So the last wait runs in the background and the shell traps TERM:
+    /// it still waits up to `t` seconds, and ends with 0 when the server
+    /// does (`docs/plan.md`, "Why the hook traps TERM").
+    pub fn script(&self) -> String {
         match self {
             Hook::Shell {
                 delay,
                 command: Some((cmd, timeout)),
-            } => format!("sleep {delay}{unit}; {cmd}; sleep {timeout}{unit}"),
-            Hook::Shell { delay, .. } | Hook::Sleep { seconds: delay } => {
-                format!("sleep {delay}{unit}")
-            }
+            } => format!("trap 'exit 0' TERM; sleep {delay}; {cmd}; sleep {timeout} & wait"),
+            Hook::Shell { delay, .. } | Hook::Sleep { seconds: delay } => format!("sleep {delay}"),
+        }
+    }
+
+    /// For people, what it waits for: `sleep 3s; apachectl -k graceful-stop; sleep 30s`.
+    pub fn describe(&self) -> String {
+        match self {
+            Hook::Shell {
+                delay,
+                command: Some((cmd, timeout)),
+            } => format!("sleep {delay}s; {cmd}; sleep {timeout}s"),
+            Hook::Shell { delay, .. } | Hook::Sleep { seconds: delay } => format!("sleep {delay}s"),
         }
     }
 

@@ -50,7 +50,11 @@ fn enforce_returns_a_patch_the_pod_accepts_and_echoes_the_uid() {
     json_patch::patch(&mut patched, &patch).unwrap();
     assert_eq!(
         patched["spec"]["containers"][0]["lifecycle"]["preStop"]["exec"]["command"],
-        json!(["sh", "-c", "sleep 3; apachectl -k graceful-stop; sleep 30"])
+        json!([
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; sleep 3; apachectl -k graceful-stop; sleep 30 & wait"
+        ])
     );
     assert_eq!(patched["spec"]["terminationGracePeriodSeconds"], 40);
     let w = warnings(&response);

@@ -61,7 +61,11 @@ fn mutate_seed_deployment_gives_the_recipe_and_keeps_the_rest() {
     assert_eq!(template["spec"]["terminationGracePeriodSeconds"], 40);
     assert_eq!(
         template["spec"]["containers"][0]["lifecycle"]["preStop"]["exec"]["command"],
-        json!(["sh", "-c", "sleep 3; apachectl -k graceful-stop; sleep 30"])
+        json!([
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; sleep 3; apachectl -k graceful-stop; sleep 30 & wait"
+        ])
     );
     assert_eq!(
         template["metadata"]["annotations"]["gracehook.io/status"],

@@ -46,7 +46,7 @@ fn seed_recipe_with_drain_command() {
     let (patched, _) = apply(&pod, &Settings::default());
     assert_eq!(
         prestop(&patched, 0),
-        json!({ "exec": { "command": ["sh", "-c", "sleep 3; apachectl -k graceful-stop; sleep 30"] } })
+        json!({ "exec": { "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3; apachectl -k graceful-stop; sleep 30 & wait"] } })
     );
     assert_eq!(grace(&patched), json!(40));
 }
@@ -113,7 +113,7 @@ fn per_container_annotations_override_pod_annotations() {
     let (patched, _) = apply(&pod, &Settings::default());
     assert_eq!(
         prestop(&patched, 0),
-        json!({ "exec": { "command": ["sh", "-c", "sleep 3; nginx -s quit; sleep 20"] } })
+        json!({ "exec": { "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3; nginx -s quit; sleep 20 & wait"] } })
     );
     assert_eq!(prestop(&patched, 1), json!({ "sleep": { "seconds": 10 } }));
     // max(3 + 20, 10 + 60) + 5
@@ -472,4 +472,55 @@ fn unknown_gracehook_annotations_are_reported() {
         "{:?}",
         plan.notes
     );
+}
+
+/// The drain hook waits out its timeout, but a server that drains and then
+/// signals every process of its container (Apache prefork's kill(-1, SIGTERM))
+/// ends it with 0: no FailedPreStopHook. The seed's text dies of that signal.
+#[test]
+fn the_drain_hook_waits_and_ends_cleanly_when_the_server_signals_it() {
+    use gracehook::planner::Hook;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    let run = |script: &str, signal_after: Option<Duration>| {
+        let started = Instant::now();
+        // Its own process group: the signal reaches the shell and its sleep,
+        // as kill(-1) in a container does.
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        if let Some(after) = signal_after {
+            std::thread::sleep(after);
+            let group = format!("-{}", child.id());
+            assert!(
+                Command::new("kill")
+                    .args(["-TERM", "--", &group])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+        }
+        (child.wait().unwrap(), started.elapsed())
+    };
+    let hook = |timeout| Hook::Shell {
+        delay: 0,
+        command: Some(("true".to_string(), timeout)),
+    };
+
+    let (status, elapsed) = run(&hook(1).script(), None);
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        elapsed >= Duration::from_secs(1),
+        "did not wait its timeout: {elapsed:?}"
+    );
+
+    let (status, _) = run(&hook(30).script(), Some(Duration::from_millis(300)));
+    assert_eq!(status.code(), Some(0), "{status:?}");
+
+    let (status, _) = run("sleep 0; true; sleep 30", Some(Duration::from_millis(300)));
+    assert_eq!(status.signal(), Some(15), "the seed's text: {status:?}");
 }
