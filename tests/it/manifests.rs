@@ -73,6 +73,14 @@ fn base_deployment_is_highly_available_and_locked_down() {
     );
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert!(pod["securityContext"]["runAsUser"].as_i64().unwrap() > 0);
+    // Found on a real node (tests/node): without it the non-root process
+    // cannot read the Secret's key, mode 0440 and owned by root.
+    let secret_mode = pod["volumes"][0]["secret"]["defaultMode"].as_i64().unwrap();
+    assert!(
+        secret_mode & 0o004 != 0
+            || pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"],
+        "the TLS key is unreadable for the pod's user"
+    );
     assert_eq!(
         pod["securityContext"]["seccompProfile"]["type"],
         "RuntimeDefault"
