@@ -8,6 +8,7 @@
 //!   flight, exit 0;
 //! - [`metrics`]: what `/metrics` reports.
 
+mod body;
 mod connections;
 pub mod metrics;
 pub mod routes;

@@ -8,13 +8,13 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 
+use super::body::{self, Unread};
 use super::metrics::{Answered, Metrics};
 use crate::admission::{Admission, AdmissionError, Endpoint, Reviewed, wire};
 
@@ -34,21 +34,32 @@ pub struct AppState {
 pub fn admission_router(state: Arc<AppState>) -> Router {
     let route = |endpoint: Endpoint| -> MethodRouter<Arc<AppState>> {
         post(
-            move |State(state): State<Arc<AppState>>,
-                  headers: HeaderMap,
-                  body: Result<Bytes, BytesRejection>| async move {
-                handle(&state, endpoint, &headers, body)
+            move |State(state): State<Arc<AppState>>, request: Request| async move {
+                handle(&state, endpoint, request).await
             },
         )
-        .fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "use POST") })
+        .fallback(|request: Request| async move {
+            refuse(StatusCode::METHOD_NOT_ALLOWED, "use POST", request)
+        })
     };
     let router = Router::new()
         .route(Endpoint::Mutate.path(), route(Endpoint::Mutate))
         .route(Endpoint::Audit.path(), route(Endpoint::Audit))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path; use /mutate or /audit") })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .fallback(|request: Request| async move {
+            refuse(
+                StatusCode::NOT_FOUND,
+                "no such path; use /mutate or /audit",
+                request,
+            )
+        })
         .with_state(state);
     with_panic_guard(router)
+}
+
+/// An error answer to a request whose body is left unread.
+fn refuse(status: StatusCode, message: &str, request: Request) -> Response {
+    let version = request.version();
+    body::answer_first(error(status, message), request.into_body(), version)
 }
 
 /// Turns a panic in any handler into a 500, so one bad request never takes
@@ -78,48 +89,43 @@ impl Answer {
             reviewed: None,
         }
     }
+
+    /// A bad request whose body was not read (whole): answered first.
+    fn unread(unread: Unread, version: Version) -> Answer {
+        let answer = Answer::failed(unread.status, Answered::BadRequest, &unread.message);
+        Answer {
+            response: body::answer_first(answer.response, unread.body, version),
+            ..answer
+        }
+    }
 }
 
-fn handle(
-    state: &AppState,
-    endpoint: Endpoint,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn handle(state: &AppState, endpoint: Endpoint, request: Request) -> Response {
     let _inflight = state.metrics.inflight();
     let started = Instant::now();
-    let answer = answer(&state.admission, endpoint, headers, body);
+    let version = request.version();
+    let answer = answer(&state.admission, endpoint, request).await;
     let elapsed = started.elapsed();
     state
         .metrics
         .observe_admission(endpoint, answer.answered, elapsed.as_secs_f64());
-    log(endpoint, &answer, elapsed.as_micros() as u64);
+    log(endpoint, version, &answer, elapsed.as_micros() as u64);
     answer.response
 }
 
-fn answer(
-    admission: &Admission,
-    endpoint: Endpoint,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Answer {
-    if !is_json(headers) {
-        let status = StatusCode::UNSUPPORTED_MEDIA_TYPE;
-        return Answer::failed(
-            status,
-            Answered::BadRequest,
-            "Content-Type must be application/json",
-        );
+async fn answer(admission: &Admission, endpoint: Endpoint, request: Request) -> Answer {
+    let (parts, body) = request.into_parts();
+    if !is_json(&parts.headers) {
+        let unread = Unread {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            message: "Content-Type must be application/json".to_string(),
+            body,
+        };
+        return Answer::unread(unread, parts.version);
     }
-    let body = match body {
+    let body: Bytes = match body::read(&parts.headers, body, MAX_BODY_BYTES).await {
         Ok(body) => body,
-        Err(rejection) => {
-            return Answer::failed(
-                rejection.status(),
-                Answered::BadRequest,
-                &rejection.body_text(),
-            );
-        }
+        Err(unread) => return Answer::unread(unread, parts.version),
     };
     match admission.review_bytes(endpoint, &body) {
         Ok(reviewed) => serialise(reviewed),
@@ -164,8 +170,9 @@ fn failed_review(e: &AdmissionError) -> Answer {
 }
 
 /// The one log line per admission (`docs/observability.md`).
-fn log(endpoint: Endpoint, answer: &Answer, latency_us: u64) {
+fn log(endpoint: Endpoint, version: Version, answer: &Answer, latency_us: u64) {
     let path = endpoint.path();
+    let http = http_version(version);
     let outcome = answer.answered.as_str();
     match &answer.reviewed {
         Some(r) => tracing::info!(
@@ -173,6 +180,7 @@ fn log(endpoint: Endpoint, answer: &Answer, latency_us: u64) {
             namespace = %r.namespace,
             name = %r.name,
             path,
+            http,
             mode = r.mode.as_str(),
             outcome,
             latency_us,
@@ -180,11 +188,22 @@ fn log(endpoint: Endpoint, answer: &Answer, latency_us: u64) {
         ),
         None => tracing::warn!(
             path,
+            http,
             outcome,
             status = answer.status.as_u16(),
             latency_us,
             "admission"
         ),
+    }
+}
+
+/// `1.1` or `2`, as the log line writes the protocol.
+fn http_version(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_2 => "2",
+        Version::HTTP_11 => "1.1",
+        Version::HTTP_10 => "1.0",
+        _ => "other",
     }
 }
 

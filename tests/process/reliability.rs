@@ -2,11 +2,12 @@
 //! load with flat memory, hostile clients, and every bad input of
 //! docs/admission.md ("HTTP") with its documented answer. Bounded in time; no timing asserts.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::common::server::{Conn, client_config, tls_server};
+use crate::common::server::{Conn, client_config, temp_dir, tls_server, write};
 use crate::common::{review_for, web_pod};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -354,4 +355,72 @@ async fn every_bad_input_gets_its_documented_answer() {
         .await
         .unwrap();
     assert_eq!(reply.status, 200);
+}
+
+/// A request refused before its body is read still gets its answer in curl,
+/// the client people reach for, over both protocols: over HTTP/2 the answer
+/// must not end in a stream reset (curl exit 92). And a body far over even
+/// the drain limit ends the stream, not the server.
+#[tokio::test(flavor = "multi_thread")]
+async fn curl_gets_the_answer_to_a_request_refused_before_its_body() {
+    let (pki, server) = tls_server("curl-refused", &[]);
+    let dir = temp_dir("curl-refused-files");
+    let ca = dir.join("ca.crt");
+    write(&ca, &pki.ca_pem);
+    let big = dir.join("big.json");
+    std::fs::write(&big, vec![b' '; 8 * 1024 * 1024]).unwrap();
+    let small = dir.join("small.json");
+    std::fs::write(&small, b"{}").unwrap();
+    let base = format!("https://127.0.0.1:{}", server.addr.port());
+    let curl = |protocol: &str, method: &str, path: &str, content_type: &str, body: &Path| {
+        let output = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "--cacert",
+                &ca.display().to_string(),
+                protocol,
+                "-X",
+                method,
+            ])
+            .args(["-H", &format!("content-type: {content_type}")])
+            .args(["--data-binary", &format!("@{}", body.display())])
+            .args(["-w", "\n%{http_code}", &format!("{base}{path}")])
+            .output()
+            .expect("curl is installed");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        (output.status.code(), text)
+    };
+    let cases = [
+        ("POST", "/mutate", "application/json", &big, "413"),
+        ("POST", "/mutate", "text/plain", &big, "415"),
+        ("POST", "/audit", "application/yaml", &small, "415"),
+        ("PUT", "/mutate", "application/json", &big, "405"),
+        ("POST", "/validate", "application/json", &big, "404"),
+    ];
+    for protocol in ["--http1.1", "--http2"] {
+        for (method, path, content_type, body, status) in cases {
+            let (code, text) =
+                tokio::task::block_in_place(|| curl(protocol, method, path, content_type, body));
+            assert_eq!(
+                code,
+                Some(0),
+                "{protocol} {method} {path}: curl failed: {text}"
+            );
+            let (json, got) = text.rsplit_once('\n').unwrap();
+            assert_eq!(got, status, "{protocol} {method} {path}: {text}");
+            assert!(
+                json.contains(&format!("\"code\":{status}")),
+                "{protocol} {path}: {json}"
+            );
+        }
+    }
+    let huge = dir.join("huge.json");
+    std::fs::write(&huge, vec![b' '; 24 * 1024 * 1024]).unwrap();
+    tokio::task::block_in_place(|| curl("--http2", "POST", "/mutate", "application/json", &huge));
+    let (code, text) =
+        tokio::task::block_in_place(|| curl("--http2", "POST", "/mutate", "text/plain", &small));
+    assert_eq!(
+        (code, text.rsplit_once('\n').map(|(_, s)| s)),
+        (Some(0), Some("415"))
+    );
 }
