@@ -1,15 +1,23 @@
 //! Request bodies: read whole up to a limit, or left unread and dealt with
 //! after the answer.
 //!
-//! An answer sent before the request body was read (413, 415, 404, 405) must
-//! reach the client as an answer. Over HTTP/2, dropping the unread body
-//! resets the stream — with CANCEL while the response is being sent, with
-//! NO_ERROR after it (RFC 9113, section 8.1) — and curl 7.88, Debian 12's,
-//! reports either as an error (exit 92) and shows no answer. So after the
-//! answer's last byte the rest of the body is read and discarded, up to
-//! [`DRAIN_LIMIT`], and only then does the response end: the stream closes
-//! normally. Over HTTP/1.1 hyper closes the connection instead, which every
-//! client handles.
+//! An answer given without reading the request body (413, 415, 404, 405)
+//! must reach the client as an answer:
+//!
+//! - over HTTP/2, dropping the unread body resets the stream — with CANCEL
+//!   while the response is sent, NO_ERROR after it (RFC 9113, section 8.1) —
+//!   and curl 7.88, Debian 12's, reports either as an error (exit 92). So the
+//!   answer goes first and the response ends only after the rest of the body
+//!   has been read and discarded;
+//! - over HTTP/1.1 the connection is closed after an answer whose request
+//!   was not read, under a client that may still be writing its body, which
+//!   then fails to write instead of reading the answer. So the rest of the
+//!   body is read and discarded first, then the answer goes — unless the
+//!   client asked `Expect: 100-continue`: it waits for the answer and sends
+//!   nothing (curl does this for large bodies).
+//!
+//! Both stop discarding after [`DRAIN_LIMIT`] bytes (nginx's "lingering
+//! close" has the same idea and bound).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -80,10 +88,29 @@ fn too_large(body: Body) -> Unread {
 /// a client sending more gets its stream reset.
 pub(super) const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 
-/// `response`, answered before the request `body` was read: over HTTP/2 the
-/// response ends only once the rest of the body has been drained.
-pub(super) fn answer_first(response: Response, body: Body, version: Version) -> Response {
+/// `response`, to a request whose `body` is left unread: see the module's
+/// documentation.
+pub(super) async fn answer_unread(
+    response: Response,
+    mut body: Body,
+    version: Version,
+    headers: &HeaderMap,
+) -> Response {
     if version != Version::HTTP_2 {
+        let expects_continue = headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if !expects_continue {
+            let mut drained = 0usize;
+            while drained <= DRAIN_LIMIT {
+                match std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+                    Some(Ok(frame)) => {
+                        drained = drained.saturating_add(frame.data_ref().map_or(0, Bytes::len));
+                    }
+                    _ => break,
+                }
+            }
+        }
         return response;
     }
     let (parts, answer) = response.into_parts();

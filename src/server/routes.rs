@@ -9,6 +9,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
@@ -39,27 +40,30 @@ pub fn admission_router(state: Arc<AppState>) -> Router {
             },
         )
         .fallback(|request: Request| async move {
-            refuse(StatusCode::METHOD_NOT_ALLOWED, "use POST", request)
+            refuse(StatusCode::METHOD_NOT_ALLOWED, "use POST", request).await
         })
     };
     let router = Router::new()
         .route(Endpoint::Mutate.path(), route(Endpoint::Mutate))
         .route(Endpoint::Audit.path(), route(Endpoint::Audit))
-        .fallback(|request: Request| async move {
-            refuse(
-                StatusCode::NOT_FOUND,
-                "no such path; use /mutate or /audit",
-                request,
-            )
-        })
+        .fallback(not_found)
         .with_state(state);
     with_panic_guard(router)
 }
 
+async fn not_found(request: Request) -> Response {
+    refuse(
+        StatusCode::NOT_FOUND,
+        "no such path; use /mutate or /audit",
+        request,
+    )
+    .await
+}
+
 /// An error answer to a request whose body is left unread.
-fn refuse(status: StatusCode, message: &str, request: Request) -> Response {
-    let version = request.version();
-    body::answer_first(error(status, message), request.into_body(), version)
+async fn refuse(status: StatusCode, message: &str, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    body::answer_unread(error(status, message), body, parts.version, &parts.headers).await
 }
 
 /// Turns a panic in any handler into a 500, so one bad request never takes
@@ -90,13 +94,12 @@ impl Answer {
         }
     }
 
-    /// A bad request whose body was not read (whole): answered first.
-    fn unread(unread: Unread, version: Version) -> Answer {
+    /// A bad request whose body was not read (whole).
+    async fn unread(unread: Unread, parts: &Parts) -> Answer {
         let answer = Answer::failed(unread.status, Answered::BadRequest, &unread.message);
-        Answer {
-            response: body::answer_first(answer.response, unread.body, version),
-            ..answer
-        }
+        let response =
+            body::answer_unread(answer.response, unread.body, parts.version, &parts.headers).await;
+        Answer { response, ..answer }
     }
 }
 
@@ -121,11 +124,11 @@ async fn answer(admission: &Admission, endpoint: Endpoint, request: Request) -> 
             message: "Content-Type must be application/json".to_string(),
             body,
         };
-        return Answer::unread(unread, parts.version);
+        return Answer::unread(unread, &parts).await;
     }
     let body: Bytes = match body::read(&parts.headers, body, MAX_BODY_BYTES).await {
         Ok(body) => body,
-        Err(unread) => return Answer::unread(unread, parts.version),
+        Err(unread) => return Answer::unread(unread, &parts).await,
     };
     match admission.review_bytes(endpoint, &body) {
         Ok(reviewed) => serialise(reviewed),

@@ -397,7 +397,7 @@ async fn curl_gets_the_answer_to_a_request_refused_before_its_body() {
         ("PUT", "/mutate", "application/json", &big, "405"),
         ("POST", "/validate", "application/json", &big, "404"),
     ];
-    for protocol in ["--http1.1", "--http2"] {
+    for protocol in ["--http1.1", "no-expect", "--http2"] {
         for (method, path, content_type, body, status) in cases {
             let (code, text) =
                 tokio::task::block_in_place(|| curl(protocol, method, path, content_type, body));
