@@ -169,18 +169,49 @@ pub fn mode_of(labels: Option<&std::collections::BTreeMap<String, String>>) -> O
         .filter(|m| *m == "enforce" || *m == "audit")
 }
 
-/// `N workloads: R at risk, K ok; E in enforce namespaces, A in audit, O not opted in`.
+/// The counts of a report, kept as findings stream past.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Workloads assessed.
+    pub total: usize,
+    /// Of which at risk.
+    pub at_risk: usize,
+    enforce: usize,
+    audit: usize,
+    none: usize,
+}
+
+impl Tally {
+    /// Counts one finding.
+    pub fn add(&mut self, finding: &Finding) {
+        self.total += 1;
+        self.at_risk += usize::from(finding.at_risk());
+        match finding.mode.as_str() {
+            "enforce" => self.enforce += 1,
+            "audit" => self.audit += 1,
+            _ => self.none += 1,
+        }
+    }
+
+    /// `N workloads: R at risk, K ok; E in enforce namespaces, A in audit, O not opted in`.
+    pub fn line(&self) -> String {
+        format!(
+            "{} workloads: {} at risk, {} ok; {} in enforce namespaces, {} in audit, {} not opted in",
+            self.total,
+            self.at_risk,
+            self.total - self.at_risk,
+            self.enforce,
+            self.audit,
+            self.none
+        )
+    }
+}
+
+/// The summary line of `findings`.
 pub fn summary_line(findings: &[Finding]) -> String {
-    let risky = findings.iter().filter(|f| f.at_risk()).count();
-    let count = |mode: &str| findings.iter().filter(|f| f.mode == mode).count();
-    format!(
-        "{} workloads: {risky} at risk, {} ok; {} in enforce namespaces, {} in audit, {} not opted in",
-        findings.len(),
-        findings.len() - risky,
-        count("enforce"),
-        count("audit"),
-        count("none")
-    )
+    let mut tally = Tally::default();
+    findings.iter().for_each(|f| tally.add(f));
+    tally.line()
 }
 
 fn row(f: &Finding) -> [String; 7] {
@@ -206,8 +237,15 @@ fn row(f: &Finding) -> [String; 7] {
     ]
 }
 
-/// An aligned table; the verdict in colour when `colour` (a terminal).
+/// An aligned table with its header; the verdict in colour when `colour` (a terminal).
 pub fn table(findings: &[Finding], colour: bool) -> String {
+    table_chunk(findings, colour, true)
+}
+
+/// The rows of `findings`, aligned among themselves (and with the header,
+/// when it is printed): a long report is printed a chunk at a time, as
+/// `kubectl get` prints its chunks, so it need not be held whole.
+pub fn table_chunk(findings: &[Finding], colour: bool, with_header: bool) -> String {
     let header = [
         "NAMESPACE",
         "WORKLOAD",
@@ -218,7 +256,11 @@ pub fn table(findings: &[Finding], colour: bool) -> String {
         "RISK",
     ];
     let rows: Vec<[String; 7]> = findings.iter().map(row).collect();
-    let mut widths = header.map(str::len);
+    let mut widths = if with_header {
+        header.map(str::len)
+    } else {
+        [0; 7]
+    };
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -242,7 +284,9 @@ pub fn table(findings: &[Finding], colour: bool) -> String {
         }
         text.trim_end().to_string() + "\n"
     };
-    out.push_str(&line(&header.map(String::from), None));
+    if with_header {
+        out.push_str(&line(&header.map(String::from), None));
+    }
     for (row, f) in rows.iter().zip(findings) {
         out.push_str(&line(row, Some(f.at_risk())));
     }

@@ -14,8 +14,9 @@ use serde::de::DeserializeOwned;
 
 use super::ClusterError;
 
-/// Objects per list call.
-const PAGE_SIZE: u32 = 500;
+/// Objects per list call: a page of Deployments with large annotations can
+/// be megabytes, and it is all in memory at once.
+const PAGE_SIZE: u32 = 100;
 
 /// A workload's pod template, as listed.
 #[derive(Debug, Clone)]
@@ -212,6 +213,7 @@ where
             .await
             .map_err(|source| ClusterError::List { what, source })?;
         listed += page.items.len();
+        tracing::debug!(what, items = page.items.len(), "listed a page");
         let next = page.metadata.continue_.filter(|c| !c.is_empty());
         f(page.items);
         match next {

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use gracehook::cluster::audit::{self, Finding};
+use gracehook::cluster::audit::{self, Finding, Tally};
 use gracehook::cluster::{self, workloads};
 use gracehook::planner::annotations::namespace_defaults;
 use k8s_openapi::api::core::v1::Namespace;
@@ -66,25 +66,25 @@ pub enum AuditOutput {
 pub(super) fn run(args: AuditArgs) -> Result<(), CommandError> {
     crypto_provider();
     let settings = args.planning.settings();
-    let findings = runtime(false)?.block_on(async {
+    let colour = std::io::stdout().is_terminal();
+    let mut report = Report::new(std::io::stdout().lock(), args.output, colour);
+    runtime(false)?.block_on(async {
         let client = cluster::client(args.kubeconfig.as_deref(), args.context.clone()).await?;
         let namespaces = workloads::namespaces(&client, args.scope()).await?;
         progress("namespaces", namespaces.len());
-        let mut findings = Vec::new();
         workloads::visit(&client, args.scope(), progress, |workload| {
             let namespace = namespaces
                 .iter()
                 .find(|n| n.metadata.name.as_deref() == Some(&workload.namespace));
             let (mode, defaults) = mode_and_defaults(namespace);
-            findings.push(audit::assess(&workload, mode, &defaults, &settings));
+            report.add(audit::assess(&workload, mode, &defaults, &settings));
         })
         .await?;
-        Ok::<_, CommandError>(findings)
+        Ok::<_, CommandError>(())
     })?;
-    let summary = audit::summary_line(&findings);
-    print(&findings, &summary, args.output)?;
-    if args.fail_on_risk && findings.iter().any(Finding::at_risk) {
-        return Err(CommandError::AtRisk(summary));
+    let (tally, _) = report.finish()?;
+    if args.fail_on_risk && tally.at_risk > 0 {
+        return Err(CommandError::AtRisk(tally.line()));
     }
     Ok(())
 }
@@ -104,22 +104,173 @@ fn mode_and_defaults(
     (mode, defaults)
 }
 
-fn print(findings: &[Finding], summary: &str, output: AuditOutput) -> Result<(), CommandError> {
-    let mut out = std::io::stdout().lock();
-    match output {
-        AuditOutput::Table => {
-            let colour = std::io::stdout().is_terminal();
-            write!(out, "{}", audit::table(findings, colour))?;
-            writeln!(out, "{summary}")?;
-        }
-        AuditOutput::Json => {
-            let at_risk = findings.iter().filter(|f| f.at_risk()).count();
-            let value = serde_json::json!({
-                "workloads": findings,
-                "summary": { "total": findings.len(), "atRisk": at_risk, "text": summary },
-            });
-            writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+/// Findings held before they are printed: a cluster's worth never is.
+const CHUNK: usize = 100;
+
+/// The report, printed a chunk of findings at a time while the cluster is
+/// listed, so that memory does not grow with the cluster.
+struct Report<W: Write> {
+    out: W,
+    output: AuditOutput,
+    colour: bool,
+    chunk: Vec<Finding>,
+    tally: Tally,
+    printed: usize,
+    /// The first write error; printing stops there.
+    failed: Option<std::io::Error>,
+}
+
+impl<W: Write> Report<W> {
+    fn new(out: W, output: AuditOutput, colour: bool) -> Report<W> {
+        Report {
+            out,
+            output,
+            colour,
+            chunk: Vec::with_capacity(CHUNK),
+            tally: Tally::default(),
+            printed: 0,
+            failed: None,
         }
     }
-    Ok(())
+
+    fn add(&mut self, finding: Finding) {
+        self.tally.add(&finding);
+        self.chunk.push(finding);
+        if self.chunk.len() >= CHUNK {
+            self.print_chunk();
+        }
+    }
+
+    fn print_chunk(&mut self) {
+        if self.failed.is_none()
+            && let Err(e) = self.write_chunk()
+        {
+            self.failed = Some(e);
+        }
+        self.printed += self.chunk.len();
+        self.chunk.clear();
+    }
+
+    fn write_chunk(&mut self) -> std::io::Result<()> {
+        let out = &mut self.out;
+        match self.output {
+            AuditOutput::Table if !self.chunk.is_empty() || self.printed == 0 => {
+                let text = audit::table_chunk(&self.chunk, self.colour, self.printed == 0);
+                out.write_all(text.as_bytes())
+            }
+            AuditOutput::Table => Ok(()),
+            AuditOutput::Json => {
+                // Each finding as serde_json's pretty printer would write it
+                // inside {"workloads": [...]}.
+                for (i, finding) in self.chunk.iter().enumerate() {
+                    let first = self.printed + i == 0;
+                    out.write_all(if first {
+                        b"{\n  \"workloads\": [\n"
+                    } else {
+                        b",\n"
+                    })?;
+                    let text =
+                        serde_json::to_string_pretty(finding).map_err(std::io::Error::other)?;
+                    for (j, line) in text.lines().enumerate() {
+                        let newline = if j > 0 { "\n" } else { "" };
+                        write!(out, "{newline}    {line}")?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Prints what is left and the summary; returns the counts.
+    fn finish(mut self) -> Result<(Tally, W), CommandError> {
+        self.print_chunk();
+        if let Some(e) = self.failed {
+            return Err(e.into());
+        }
+        let out = &mut self.out;
+        let line = self.tally.line();
+        match self.output {
+            AuditOutput::Table => writeln!(out, "{line}")?,
+            AuditOutput::Json => {
+                let summary = serde_json::json!({
+                    "total": self.tally.total,
+                    "atRisk": self.tally.at_risk,
+                    "text": line,
+                });
+                let summary = serde_json::to_string_pretty(&summary)?.replace('\n', "\n  ");
+                let open = if self.printed == 0 {
+                    "{\n  \"workloads\": ["
+                } else {
+                    "\n  "
+                };
+                writeln!(out, "{open}],\n  \"summary\": {summary}\n}}")?;
+            }
+        }
+        Ok((self.tally, self.out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(name: &str, risky: bool) -> Finding {
+        Finding {
+            kind: "Deployment".into(),
+            namespace: "shop".into(),
+            name: name.into(),
+            mode: "none".into(),
+            grace: 30,
+            containers: vec![],
+            would_set: "nothing".into(),
+            risks: if risky {
+                vec!["web: no preStop delay".into()]
+            } else {
+                vec![]
+            },
+        }
+    }
+
+    fn printed(output: AuditOutput, count: usize) -> (String, Tally) {
+        let mut report = Report::new(Vec::new(), output, false);
+        for i in 0..count {
+            report.add(finding(&format!("d{i}"), i % 3 == 0));
+        }
+        let (tally, out) = report.finish().unwrap();
+        (String::from_utf8(out).unwrap(), tally)
+    }
+
+    /// Streamed in chunks, the JSON is exactly what serde_json would print
+    /// for the whole report at once.
+    #[test]
+    fn streamed_json_is_the_whole_report_pretty_printed() {
+        for count in [0, 1, CHUNK, CHUNK * 2 + 7] {
+            let (text, tally) = printed(AuditOutput::Json, count);
+            let findings: Vec<Finding> = (0..count)
+                .map(|i| finding(&format!("d{i}"), i % 3 == 0))
+                .collect();
+            let whole = serde_json::json!({
+                "workloads": findings,
+                "summary": { "total": count, "atRisk": tally.at_risk, "text": tally.line() },
+            });
+            assert_eq!(
+                text,
+                serde_json::to_string_pretty(&whole).unwrap() + "\n",
+                "{count}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_table_has_one_header_every_row_and_the_summary() {
+        let (text, tally) = printed(AuditOutput::Table, CHUNK * 2 + 7);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1 + CHUNK * 2 + 7 + 1);
+        assert!(lines[0].starts_with("NAMESPACE"));
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("NAMESPACE")).count(),
+            1
+        );
+        assert_eq!(*lines.last().unwrap(), tally.line());
+    }
 }
