@@ -21,10 +21,6 @@ use gracehook::planner::settings::{NamespaceDefaults, Settings};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
-// The same allocator as the binary.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The seed review: a Deployment's Apache pod as the API server sends it (~2 KB).
 fn typical() -> Value {
     serde_json::from_str(include_str!("../examples/review-apache.json")).expect("example review")

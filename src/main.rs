@@ -9,11 +9,6 @@ use clap::Parser;
 
 use commands::Cli;
 
-// The hot path allocates (typed Pod parsing); mimalloc measured faster than
-// glibc malloc (BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     // clap exits with 2 on usage errors by itself.
     let cli = Cli::parse();
