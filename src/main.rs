@@ -5,13 +5,11 @@ mod commands;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use commands::Cli;
 
 fn main() -> ExitCode {
     // clap exits with 2 on usage errors by itself.
-    let cli = Cli::parse();
+    let cli = Cli::from_args();
     let _flush_logs = commands::logging::init(cli.log_format, cli.command.logs_to_stdout());
     match commands::run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,

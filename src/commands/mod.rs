@@ -16,7 +16,7 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use thiserror::Error;
 
 use gracehook::admission::AdmissionError;
@@ -43,7 +43,8 @@ pub use serve::ServeArgs;
     name = "gracehook",
     version,
     about = "Graceful shutdown for Kubernetes pods: injects preStop hooks and grace periods",
-    propagate_version = true
+    propagate_version = true,
+    after_help = "Examples:\n  # What the workloads of a cluster lack, and what gracehook would set\n  {bin} audit -A\n\n  # The termination timeline of a manifest's pods, as gracehook leaves them\n  {bin} mutate -f deploy.yaml -o explain\n\n  # A CA and a serving certificate for the webhook's Service\n  {bin} certs --out certs"
 )]
 pub struct Cli {
     /// The subcommand.
@@ -69,6 +70,36 @@ pub enum Command {
     Audit(AuditArgs),
     /// Apply the plan offline to Pods and workloads (YAML or JSON).
     Mutate(MutateArgs),
+}
+
+/// Installed as `kubectl-gracehook` on the PATH, the binary is a kubectl
+/// plugin, and its help and usage say `kubectl gracehook`.
+pub const PLUGIN_NAME: &str = "kubectl-gracehook";
+
+impl Cli {
+    /// The command line of this process, parsed under the name it was run
+    /// as: `gracehook`, or `kubectl gracehook` as a kubectl plugin.
+    /// Exits (with clap's message) on a usage error.
+    pub fn from_args() -> Cli {
+        let invoked_as = std::env::args_os()
+            .next()
+            .map(std::path::PathBuf::from)
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+        let bin = if invoked_as.as_deref() == Some(PLUGIN_NAME) {
+            "kubectl gracehook"
+        } else {
+            "gracehook"
+        };
+        let after_help = Cli::command()
+            .get_after_help()
+            .map(|h| h.to_string().replace("{bin}", bin))
+            .unwrap_or_default();
+        let matches = Cli::command()
+            .bin_name(bin)
+            .after_help(after_help)
+            .get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
 }
 
 impl Command {

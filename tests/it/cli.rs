@@ -424,3 +424,71 @@ fn auto_prestop_style_follows_the_kubernetes_version() {
     let bad = gracehook(&["mutate", "-f", "-", "--kube-version", "banana"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// Installed as `kubectl-gracehook` on the PATH, the binary is found by the
+/// real kubectl as a plugin, and its help speaks of `kubectl gracehook`.
+#[test]
+fn works_as_a_kubectl_plugin() {
+    let kubectl = std::env::var_os("GRACEHOOK_KUBECTL")
+        .map_or_else(|| "kubectl".into(), std::path::PathBuf::from);
+    let dir = std::env::temp_dir().join(format!("gracehook-plugin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plugin = dir.join("kubectl-gracehook");
+    let _ = std::fs::remove_file(&plugin);
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_gracehook"), &plugin).unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |args: &[&str]| {
+        Command::new(&kubectl)
+            .args(args)
+            .env("PATH", &path)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("kubectl runs")
+    };
+
+    let help = run(&["gracehook", "--help"]);
+    assert!(help.status.success(), "{}", stderr(&help));
+    let text = stdout(&help);
+    assert!(
+        text.contains("Usage: kubectl gracehook [OPTIONS] <COMMAND>"),
+        "{text}"
+    );
+    assert!(text.contains("  kubectl gracehook audit -A"), "{text}");
+    assert!(!text.contains("{bin}"), "{text}");
+
+    let explain = run(&[
+        "gracehook",
+        "mutate",
+        "-f",
+        "examples/apache-deployment.yaml",
+        "-o",
+        "explain",
+    ]);
+    assert!(explain.status.success(), "{}", stderr(&explain));
+    assert!(
+        stdout(&explain).contains("SIGKILL if still running"),
+        "{}",
+        stdout(&explain)
+    );
+
+    let usage = run(&["gracehook", "mutate", "--no-such-flag"]);
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(
+        stderr(&usage).contains("Usage: kubectl gracehook mutate"),
+        "{}",
+        stderr(&usage)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Under its own name it is gracehook.
+    let own = gracehook(&["--help"]);
+    assert!(
+        stdout(&own).contains("Usage: gracehook [OPTIONS] <COMMAND>"),
+        "{}",
+        stdout(&own)
+    );
+}
