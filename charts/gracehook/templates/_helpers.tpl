@@ -1,0 +1,42 @@
+{{/* Object names: fullnameOverride, else the release name when it contains
+"gracehook", else RELEASE-gracehook. */}}
+{{- define "gracehook.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains "gracehook" .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-gracehook" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels of every object. app.kubernetes.io/name stays "gracehook": the
+ServiceMonitor names its job after it, and the alerts select job="gracehook". */}}
+{{- define "gracehook.labels" -}}
+app.kubernetes.io/name: gracehook
+app.kubernetes.io/part-of: gracehook
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{/* The webhook pods, as manifests/base selects them. */}}
+{{- define "gracehook.selectorLabels" -}}
+app.kubernetes.io/name: gracehook
+app.kubernetes.io/component: webhook
+{{- end -}}
+
+{{/* Namespaces gracehook never patches: the configured ones and its own. */}}
+{{- define "gracehook.excludedNamespaces" -}}
+{{- append (without .Values.excludeNamespaces .Release.Namespace) .Release.Namespace | toJson -}}
+{{- end -}}
+
+{{/* The Secret holding tls.crt and tls.key. */}}
+{{- define "gracehook.tlsSecretName" -}}
+{{- if eq .Values.certificate.source "secret" -}}
+{{- required "certificate.secret.name is required with certificate.source=secret" .Values.certificate.secret.name -}}
+{{- else -}}
+{{- printf "%s-tls" (include "gracehook.fullname" .) -}}
+{{- end -}}
+{{- end -}}
