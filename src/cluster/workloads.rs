@@ -98,11 +98,7 @@ impl Kind for CronJob {
     const KIND: &'static str = "CronJob";
     const PLURAL: &'static str = "cronjobs";
     fn template(self) -> Option<Pod> {
-        pod_of(
-            self.spec
-                .and_then(|s| s.job_template.spec)
-                .map(|j| j.template),
-        )
+        pod_of(self.spec.job_template.spec.map(|j| j.template))
     }
 }
 

@@ -1,6 +1,8 @@
 //! The preStop hooks gracehook writes, and what happens to a container's own
 //! (`docs/plan.md`, "What gets written").
 
+use std::fmt::Display;
+
 use k8s_openapi::api::core::v1::{ExecAction, LifecycleHandler, SleepAction};
 
 /// A hook gracehook can write.
@@ -58,8 +60,8 @@ impl Hook {
             Hook::Shell {
                 delay,
                 command: Some((cmd, timeout)),
-            } => format!("trap 'exit 0' TERM; sleep {delay}; {cmd}; sleep {timeout} & wait"),
-            Hook::Shell { delay, .. } | Hook::Sleep { seconds: delay } => format!("sleep {delay}"),
+            } => drain_script(delay, cmd, timeout),
+            Hook::Shell { delay, .. } | Hook::Sleep { seconds: delay } => sleep_script(delay),
         }
     }
 
@@ -69,8 +71,8 @@ impl Hook {
             Hook::Shell {
                 delay,
                 command: Some((cmd, timeout)),
-            } => format!("sleep {delay}s; {cmd}; sleep {timeout}s"),
-            Hook::Shell { delay, .. } | Hook::Sleep { seconds: delay } => format!("sleep {delay}s"),
+            } => drain_description(delay, cmd, timeout),
+            Hook::Shell { delay, .. } | Hook::Sleep { seconds: delay } => sleep_description(delay),
         }
     }
 
@@ -81,6 +83,33 @@ impl Hook {
             Hook::Shell { .. } => "exec",
         }
     }
+}
+
+// The texts below are generic so that `policy` writes the same words in
+// CEL, with expressions where the numbers and the command go.
+
+/// The script of a hook with a drain command ([`Hook::script`]).
+pub fn drain_script(delay: impl Display, command: impl Display, timeout: impl Display) -> String {
+    format!("trap 'exit 0' TERM; sleep {delay}; {command}; sleep {timeout} & wait")
+}
+
+/// The script of a hook without one.
+pub fn sleep_script(delay: impl Display) -> String {
+    format!("sleep {delay}")
+}
+
+/// [`Hook::describe`] of a hook with a drain command.
+pub fn drain_description(
+    delay: impl Display,
+    command: impl Display,
+    timeout: impl Display,
+) -> String {
+    format!("sleep {delay}s; {command}; sleep {timeout}s")
+}
+
+/// [`Hook::describe`] of a hook without one.
+pub fn sleep_description(delay: impl Display) -> String {
+    format!("sleep {delay}s")
 }
 
 /// What happens to one eligible container's `preStop`.
