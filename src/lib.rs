@@ -8,6 +8,7 @@
 //! - [`admission`]: AdmissionReview in, AdmissionReview out;
 //! - [`planner`]: annotations, durations and settings -> plan -> JSON patch,
 //!   warnings or a timeline; the grace-period formula is [`planner::grace`];
+//! - [`policy`]: the same plan as in-tree admission policies, no webhook;
 //! - [`cluster`]: what gracehook reads from the API server, never on the
 //!   request path: its version, namespace defaults, and `gracehook audit`.
 //!
@@ -17,4 +18,5 @@
 pub mod admission;
 pub mod cluster;
 pub mod planner;
+pub mod policy;
 pub mod server;

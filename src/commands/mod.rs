@@ -9,6 +9,7 @@ mod audit;
 mod certs;
 pub mod logging;
 mod mutate;
+mod policy;
 mod review;
 mod serve;
 
@@ -34,6 +35,7 @@ pub use audit::AuditArgs;
 pub use certs::CertsArgs;
 pub use logging::LogFormat;
 pub use mutate::MutateArgs;
+pub use policy::PolicyArgs;
 pub use review::ReviewArgs;
 pub use serve::ServeArgs;
 
@@ -70,6 +72,8 @@ pub enum Command {
     Audit(AuditArgs),
     /// Apply the plan offline to Pods and workloads (YAML or JSON).
     Mutate(MutateArgs),
+    /// Print the plan as admission policies the API server runs itself, no webhook.
+    Policy(PolicyArgs),
 }
 
 /// Installed as `kubectl-gracehook` on the PATH, the binary is a kubectl
@@ -118,6 +122,7 @@ pub fn run(command: Command) -> Result<(), CommandError> {
         Command::Certs(args) => certs::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Mutate(args) => mutate::run(args),
+        Command::Policy(args) => policy::run(args),
     }
 }
 
@@ -326,6 +331,7 @@ mod tests {
                 let flag = long.to_uppercase().replace('-', "_");
                 let want = match (command.get_name(), long) {
                     ("audit", "namespace" | "output") => format!("GRACEHOOK_AUDIT_{flag}"),
+                    ("policy", "output") => format!("GRACEHOOK_POLICY_{flag}"),
                     _ => format!("GRACEHOOK_{flag}"),
                 };
                 let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());

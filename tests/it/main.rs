@@ -20,5 +20,6 @@ mod cli;
 mod manifests;
 mod planner;
 mod pod_view;
+mod policy;
 mod properties;
 mod router;
