@@ -451,16 +451,26 @@ def policy_differences_are_documented(c):
 
 @scenario
 def policy_pod_create_latency(c):
-    """Pod CREATE through the API server with the webhook, with the policies
-    and with neither, interleaved on one keep-alive connection. Printed, not
-    asserted (BENCHMARKS.md)."""
+    """Pod CREATE through the API server with the webhook, with the policies,
+    with the MutatingAdmissionPolicy alone and with neither, interleaved on
+    one keep-alive connection. Printed, not asserted (BENCHMARKS.md)."""
     count = int(os.environ.get("GRACEHOOK_E2E_LATENCY_PODS", "200"))
     with_policy = c.namespace("lat-policy", "enforce")
     with_webhook = c.namespace("lat-webhook")
     c.kubectl("label", "namespace", with_webhook, "e2e.gracehook.io/webhook=enforce")
     plain = c.namespace("lat-plain")
     audit = c.namespace("lat-policy-audit", "audit")
-    times = {with_policy: [], with_webhook: [], plain: []}
+    # Where the policies' cost lies: the MutatingAdmissionPolicy alone, a
+    # copy bound by another label.
+    mutating_only = c.namespace("lat-mutating-only")
+    c.kubectl("label", "namespace", mutating_only, "e2e.gracehook.io/mutating-only=enforce")
+    copies = [copy.deepcopy(o) for o in policy_objects(c)["items"] if o["kind"].startswith("MutatingAdmissionPolicy")]
+    for o in copies:
+        o["metadata"]["name"] = "mutating-only.gracehook.io"
+        if o["kind"] == "MutatingAdmissionPolicyBinding":
+            o["spec"]["policyName"] = "mutating-only.gracehook.io"
+            o["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["key"] = "e2e.gracehook.io/mutating-only"
+    times = {with_policy: [], with_webhook: [], plain: [], mutating_only: []}
     with policies_instead_of_the_webhook(c, [], with_policy, audit):
         # The webhook too, on another label, so that both run side by side.
         config = next(o for o in c.kustomize("base") if o.get("kind") == "MutatingWebhookConfiguration")
@@ -470,12 +480,14 @@ def policy_pod_create_latency(c):
             webhook["clientConfig"]["caBundle"] = c.ca_bundle
             webhook["namespaceSelector"]["matchExpressions"][0]["key"] = "e2e.gracehook.io/webhook"
         c.kubectl("apply", "-f", "-", input=json.dumps(config))
+        c.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": copies}))
         api = Api(c)
         try:
-            wait_for("the latency webhook", lambda: "lifecycle" in api.create(
-                with_webhook, plain_pod("probe"), dry_run=True)["body"]["spec"]["containers"][0], timeout=30)
+            for ns in (with_webhook, mutating_only):
+                wait_for(f"gracehook in {ns}", lambda: "lifecycle" in api.create(
+                    ns, plain_pod("probe"), dry_run=True)["body"]["spec"]["containers"][0], timeout=30)
             for i in range(count + 20):
-                for ns in (with_webhook, with_policy, plain):
+                for ns in (with_webhook, with_policy, mutating_only, plain):
                     started = time.perf_counter()
                     result = api.create(ns, pod(f"p{i}", annotations=dict(SEED)))
                     elapsed = time.perf_counter() - started
@@ -485,9 +497,11 @@ def policy_pod_create_latency(c):
         finally:
             api.close()
             c.kubectl("delete", "mutatingwebhookconfiguration", "gracehook-latency")
-    for ns in (with_webhook, with_policy):
+            c.kubectl("delete", "mutatingadmissionpolicybinding,mutatingadmissionpolicy", "mutating-only.gracehook.io")
+    for ns in (with_webhook, with_policy, mutating_only):
         p = c.get_pod(ns, "p0")
         expect(p["spec"]["terminationGracePeriodSeconds"] == 40, f"{ns}/p0 was not mutated")
     summary = ", ".join(f"{label} median {percentile(times[ns], 0.5):.2f} ms p99 {percentile(times[ns], 0.99):.2f} ms"
-                        for label, ns in (("webhook", with_webhook), ("policy", with_policy), ("neither", plain)))
+                        for label, ns in (("webhook", with_webhook), ("policy", with_policy),
+                                          ("the mutating policy alone", mutating_only), ("neither", plain)))
     log(f"pod CREATE through the API server, {count} each, seed annotations: {summary}")
