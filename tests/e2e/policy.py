@@ -491,7 +491,21 @@ def policy_pod_create_latency(c):
         if o["kind"] == "MutatingAdmissionPolicyBinding":
             o["spec"]["policyName"] = "mutating-only.gracehook.io"
             o["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["key"] = "e2e.gracehook.io/mutating-only"
-    times = {with_policy: [], with_webhook: [], plain: [], mutating_only: []}
+    # And the API server's own cost of a mutating policy: one that only adds
+    # an annotation, no variables.
+    trivial = c.namespace("lat-trivial")
+    c.kubectl("label", "namespace", trivial, "e2e.gracehook.io/trivial=enforce")
+    policy, binding = copy.deepcopy(copies)
+    for o in (policy, binding):
+        o["metadata"]["name"] = "trivial.gracehook.io"
+    policy["spec"] = {"failurePolicy": "Ignore", "reinvocationPolicy": "IfNeeded",
+                      "matchConstraints": policy["spec"]["matchConstraints"],
+                      "mutations": [{"patchType": "JSONPatch", "jsonPatch": {"expression":
+                                     "[JSONPatch{op: 'add', path: '/metadata/labels', value: {'trivial': 'yes'}}]"}}]}
+    binding["spec"]["policyName"] = "trivial.gracehook.io"
+    binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["key"] = "e2e.gracehook.io/trivial"
+    copies += [policy, binding]
+    times = {with_policy: [], with_webhook: [], plain: [], mutating_only: [], trivial: []}
     with policies_instead_of_the_webhook(c, [], with_policy, audit):
         # The webhook too, on another label, so that both run side by side.
         config = next(o for o in c.kustomize("base") if o.get("kind") == "MutatingWebhookConfiguration")
@@ -507,8 +521,10 @@ def policy_pod_create_latency(c):
             for ns in (with_webhook, mutating_only):
                 wait_for(f"gracehook in {ns}", lambda: "lifecycle" in api.create(
                     ns, plain_pod("probe"), dry_run=True)["body"]["spec"]["containers"][0], timeout=30)
+            wait_for("the trivial policy", lambda: "trivial" in api.create(
+                trivial, plain_pod("probe"), dry_run=True)["body"]["metadata"].get("labels", {}), timeout=30)
             for i in range(count + 20):
-                for ns in (with_webhook, with_policy, mutating_only, plain):
+                for ns in (with_webhook, with_policy, mutating_only, trivial, plain):
                     started = time.perf_counter()
                     result = api.create(ns, pod(f"p{i}", annotations=dict(SEED)))
                     elapsed = time.perf_counter() - started
@@ -518,11 +534,13 @@ def policy_pod_create_latency(c):
         finally:
             api.close()
             c.kubectl("delete", "mutatingwebhookconfiguration", "gracehook-latency")
-            c.kubectl("delete", "mutatingadmissionpolicybinding,mutatingadmissionpolicy", "mutating-only.gracehook.io")
+            c.kubectl("delete", "mutatingadmissionpolicybinding,mutatingadmissionpolicy",
+                      "mutating-only.gracehook.io", "trivial.gracehook.io")
     for ns in (with_webhook, with_policy, mutating_only):
         p = c.get_pod(ns, "p0")
         expect(p["spec"]["terminationGracePeriodSeconds"] == 40, f"{ns}/p0 was not mutated")
     summary = ", ".join(f"{label} median {percentile(times[ns], 0.5):.2f} ms p99 {percentile(times[ns], 0.99):.2f} ms"
                         for label, ns in (("webhook", with_webhook), ("policy", with_policy),
-                                          ("the mutating policy alone", mutating_only), ("neither", plain)))
+                                          ("the mutating policy alone", mutating_only),
+                                          ("a trivial mutating policy", trivial), ("neither", plain)))
     log(f"pod CREATE through the API server, {count} each, seed annotations: {summary}")
