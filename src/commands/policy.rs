@@ -43,7 +43,7 @@ pub(super) fn run(args: PolicyArgs) -> Result<(), CommandError> {
         mode: args.mode,
         namespace_defaults: args.namespace_defaults,
     };
-    let documents = policy::generate(&options)?.documents()?;
+    let documents = policy::generate(&options).documents()?;
     let text = match args.output {
         Output::Yaml => format!(
             "# gracehook {} policy --mode {}: apply with kubectl apply -f - (docs/policy.md)\n{}",

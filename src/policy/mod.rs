@@ -96,14 +96,14 @@ fn core(options: &Options) -> Vec<Variable> {
 }
 
 /// The policies for `options`.
-pub fn generate(options: &Options) -> Result<Policies, serde_json::Error> {
+pub fn generate(options: &Options) -> Policies {
     let core = core(options);
     let audit = audit(options, &core);
     if options.audit_only() {
-        return Ok(Policies {
+        return Policies {
             mutating: None,
             validating: vec![audit],
-        });
+        };
     }
     let selection = matching::namespaces(&[Mode::Enforce.as_str()], &options.settings);
     let mutating = mutating::mutating(ENFORCE, &matching::enforced(), &core, &selection);
@@ -136,10 +136,10 @@ pub fn generate(options: &Options) -> Result<Policies, serde_json::Error> {
         actions: &["Warn"],
         selection,
     });
-    Ok(Policies {
+    Policies {
         mutating: Some(mutating),
         validating: vec![deny, notes, audit],
-    })
+    }
 }
 
 /// The audit-mode policy: one warning per pod that would change or is

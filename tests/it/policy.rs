@@ -22,7 +22,7 @@ fn options(mode: Mode) -> Options {
 }
 
 fn generate(options: &Options) -> Policies {
-    policy::generate(options).unwrap()
+    policy::generate(options)
 }
 
 fn variable<'a>(variables: &'a [Variable], name: &str) -> &'a str {
