@@ -8,9 +8,8 @@ use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use kube::core::{DynamicObject, Resource};
 use serde::Deserialize;
 
+use super::error::AdmissionError;
 use super::pod_view::PodView;
-use super::{AdmissionError, Outcome, Reviewed};
-use crate::planner::Mode;
 
 /// The fast path: a review of a pod that parses as one.
 pub(super) fn parse_pod(body: &[u8]) -> Option<AdmissionReview<PodView>> {
@@ -43,20 +42,23 @@ pub(super) fn untyped_pod(object: DynamicObject) -> Result<Pod, serde_json::Erro
     })
 }
 
-/// What is known before planning: who asked, about what. The review itself is
-/// filled in once answered.
-pub(super) fn reviewed<K: Resource>(request: &mut AdmissionRequest<K>, mode: Mode) -> Reviewed {
-    Reviewed {
-        review: AdmissionReview {
-            types: Default::default(),
-            request: None,
-            response: None,
-        },
-        outcome: Outcome::Ignored,
-        mode,
-        uid: std::mem::take(&mut request.uid),
-        namespace: request.namespace.clone().unwrap_or_default(),
-        name: std::mem::take(&mut request.name),
+/// Who asked about what, taken out of the request before it is answered.
+pub(super) struct Asker {
+    /// The request's uid.
+    pub uid: String,
+    /// The namespace of the request.
+    pub namespace: String,
+    /// The object's name; empty for pods of a ReplicaSet, named later.
+    pub name: String,
+}
+
+impl Asker {
+    pub(super) fn take<K: Resource>(request: &mut AdmissionRequest<K>) -> Asker {
+        Asker {
+            uid: std::mem::take(&mut request.uid),
+            namespace: request.namespace.clone().unwrap_or_default(),
+            name: std::mem::take(&mut request.name),
+        }
     }
 }
 

@@ -7,12 +7,10 @@ use std::collections::HashMap;
 use kube::core::admission::AdmissionResponse;
 use kube::core::response::Status;
 
-use super::Outcome;
+use super::error::AnswerError;
+use super::review::Outcome;
 use crate::planner::patch::{Target, to_patch};
 use crate::planner::{Decision, Mode, Plan, PlanError, summary};
-
-/// A failure to build the answer: a bug, answered with a 500.
-pub(super) type Internal = Box<dyn std::error::Error + Send + Sync>;
 
 /// Answers the planner's `decision` for the pod `name` in `mode`.
 pub(super) fn respond(
@@ -20,7 +18,7 @@ pub(super) fn respond(
     decision: Result<Decision, PlanError>,
     mode: Mode,
     name: &str,
-) -> Result<(AdmissionResponse, Outcome), Internal> {
+) -> Result<(AdmissionResponse, Outcome), AnswerError> {
     Ok(match decision {
         Err(error) => invalid(response, &error, mode, name),
         Ok(Decision::Skip(_)) => (response, Outcome::Skipped),
@@ -53,7 +51,7 @@ fn invalid(
     }
 }
 
-fn patched(response: AdmissionResponse, plan: &Plan) -> Result<AdmissionResponse, Internal> {
+fn patched(response: AdmissionResponse, plan: &Plan) -> Result<AdmissionResponse, AnswerError> {
     let patch = to_patch(plan, Target::POD)?;
     let warnings = summary::enforce_warnings(plan);
     let mut patched = response.with_patch(patch)?;
@@ -63,11 +61,14 @@ fn patched(response: AdmissionResponse, plan: &Plan) -> Result<AdmissionResponse
     Ok(patched)
 }
 
-fn audited(response: AdmissionResponse, plan: &Plan) -> Result<AdmissionResponse, Internal> {
+fn audited(response: AdmissionResponse, plan: &Plan) -> Result<AdmissionResponse, AnswerError> {
     let patch = to_patch(plan, Target::POD)?;
     let mut audited = response;
     audited.audit_annotations = HashMap::from([
-        ("patch".to_string(), serde_json::to_string(&patch)?),
+        (
+            "patch".to_string(),
+            serde_json::to_string(&patch).map_err(AnswerError::AuditAnnotation)?,
+        ),
         ("summary".to_string(), summary::would_change(plan)),
     ]);
     audited.warnings = Some(vec![summary::audit_warning(plan)]);

@@ -12,7 +12,7 @@ use kube::api::ListParams;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
-use super::ClusterError;
+use super::error::ClusterError;
 
 /// Objects per list call: a page of Deployments with large annotations can
 /// be megabytes, and it is all in memory at once.

@@ -5,12 +5,15 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use gracehook::cluster::audit::{self, Finding, Tally};
+use gracehook::cluster::risks::{self, Finding, Tally};
 use gracehook::cluster::{self, workloads};
 use gracehook::planner::annotations::namespace_defaults;
 use k8s_openapi::api::core::v1::Namespace;
 
-use super::{CommandError, PlanningArgs, crypto_provider, runtime};
+use super::args::PlanningArgs;
+use super::audit_table;
+use super::error::CommandError;
+use super::process::{crypto_provider, runtime};
 
 /// `gracehook audit` flags.
 #[derive(Debug, Args)]
@@ -77,7 +80,7 @@ pub(super) fn run(args: AuditArgs) -> Result<(), CommandError> {
                 .iter()
                 .find(|n| n.metadata.name.as_deref() == Some(&workload.namespace));
             let (mode, defaults) = mode_and_defaults(namespace);
-            report.add(audit::assess(&workload, mode, &defaults, &settings));
+            report.add(risks::assess(&workload, mode, &defaults, &settings));
         })
         .await?;
         Ok::<_, CommandError>(())
@@ -96,7 +99,7 @@ fn progress(what: &str, count: usize) {
 fn mode_and_defaults(
     namespace: Option<&Namespace>,
 ) -> (Option<&str>, gracehook::planner::NamespaceDefaults) {
-    let mode = namespace.and_then(|n| audit::mode_of(n.metadata.labels.as_ref()));
+    let mode = namespace.and_then(|n| risks::mode_of(n.metadata.labels.as_ref()));
     let defaults = namespace
         .and_then(|n| n.metadata.annotations.as_ref())
         .map(namespace_defaults)
@@ -155,7 +158,7 @@ impl<W: Write> Report<W> {
         let out = &mut self.out;
         match self.output {
             AuditOutput::Table if !self.chunk.is_empty() || self.printed == 0 => {
-                let text = audit::table_chunk(&self.chunk, self.colour, self.printed == 0);
+                let text = audit_table::table_chunk(&self.chunk, self.colour, self.printed == 0);
                 out.write_all(text.as_bytes())
             }
             AuditOutput::Table => Ok(()),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use clap::Args;
 
-use super::CommandError;
+use super::error::CommandError;
 use gracehook::server::tls::certs;
 
 /// `gracehook certs` flags.

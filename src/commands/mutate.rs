@@ -4,11 +4,13 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use gracehook::planner::manifests::{self, Mutated};
+use gracehook::planner::offline::{self, Mutated};
 use gracehook::planner::{Mode, explain};
 use serde_json::Value;
 
-use super::{CommandError, PlanningArgs, read_input};
+use super::args::PlanningArgs;
+use super::error::CommandError;
+use super::process::read_input;
 
 /// `gracehook mutate` flags.
 #[derive(Debug, Args)]
@@ -45,19 +47,24 @@ pub(super) fn run(args: MutateArgs) -> Result<(), CommandError> {
     let input = read_input(&args.file)?;
     let source = args.file.display().to_string();
     let settings = args.planning.settings();
-    let documents = manifests::parse_documents(&input)
-        .map_err(|e| CommandError::Manifests(vec![format!("{source}: {e}")]))?;
+    let documents = offline::parse_documents(&input).map_err(|e| CommandError::Manifests {
+        file: source.clone(),
+        errors: vec![e],
+    })?;
     let mut results = Vec::new();
     let mut errors = Vec::new();
     for (index, document) in documents.iter().enumerate() {
-        match manifests::mutate(document, index + 1, args.mode, &settings) {
+        match offline::mutate(document, index + 1, args.mode, &settings) {
             Ok(result) => results.push(result),
-            Err(error) => errors.push(format!("{source}: {error}")),
+            Err(error) => errors.push(error),
         }
     }
     if !errors.is_empty() {
         // Nothing on stdout: a pipe into `kubectl apply` must not apply half.
-        return Err(CommandError::Manifests(errors));
+        return Err(CommandError::Manifests {
+            file: source,
+            errors,
+        });
     }
     let mut out = std::io::stdout().lock();
     audit_lines(&mut out, &results, args.mode)?;
@@ -87,8 +94,7 @@ fn render(out: &mut impl Write, results: &[Mutated], output: Output) -> Result<(
                 if i > 0 {
                     writeln!(out, "---")?;
                 }
-                let yaml = serde_yaml_ng::to_string(&result.object)
-                    .map_err(|e| CommandError::Output(e.to_string()))?;
+                let yaml = serde_yaml_ng::to_string(&result.object)?;
                 write!(out, "{yaml}")?;
             }
         }

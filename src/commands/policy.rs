@@ -7,7 +7,8 @@ use clap::{Args, ValueEnum};
 use gracehook::planner::Mode;
 use gracehook::policy::{self, Options};
 
-use super::{CommandError, PlanningArgs};
+use super::args::PlanningArgs;
+use super::error::CommandError;
 
 /// `gracehook policy` flags.
 #[derive(Debug, Args)]
@@ -53,7 +54,7 @@ pub(super) fn run(args: PolicyArgs) -> Result<(), CommandError> {
             } else {
                 "enforce"
             },
-            policy::to_yaml(&documents).map_err(|e| CommandError::Output(e.to_string()))?
+            policy::to_yaml(&documents)?
         ),
         Output::Json => {
             let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": documents});

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{CommandError, PlanningArgs, read_input};
+use super::args::PlanningArgs;
+use super::error::CommandError;
+use super::process::read_input;
 use gracehook::admission::{Admission, Endpoint, wire};
 
 /// `gracehook review` flags.

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{CommandError, PlanningArgs, crypto_provider, runtime};
+use super::args::PlanningArgs;
+use super::error::CommandError;
+use super::process::{crypto_provider, runtime};
 use gracehook::admission::Admission;
 use gracehook::cluster::{self, ClusterError, namespaces::WatchedNamespaces};
 use gracehook::planner::Settings;

@@ -7,8 +7,49 @@
 //! set when the pod has none, raised when lower, never lowered; above
 //! `--max-grace` the pod is invalid.
 
+use thiserror::Error;
+
 use super::annotations as ann;
-use super::plan::{ContainerPlan, PlanError};
+
+/// What one container asks of the grace period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Need<'a> {
+    /// The container's name.
+    pub container: &'a str,
+    /// Its drain delay, in seconds.
+    pub drain_delay: u64,
+    /// Its request timeout, in seconds.
+    pub request_timeout: u64,
+}
+
+impl Need<'_> {
+    /// Drain delay + request timeout ([`needed`]).
+    pub fn total(&self) -> u64 {
+        needed(self.drain_delay, self.request_timeout)
+    }
+}
+
+/// The grace period would exceed `--max-grace`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error(
+    "terminationGracePeriodSeconds would be {grace}s (container {container}: drain delay {drain_delay}s + request timeout {request_timeout}s, plus margin {margin}s), above the maximum of {max}s (--max-grace); lower {key}, for example {key}: \"30s\""
+)]
+pub struct GraceTooLong {
+    /// The grace period the pod would need.
+    pub grace: u64,
+    /// `--max-grace`.
+    pub max: u64,
+    /// The container that needs it.
+    pub container: String,
+    /// Its drain delay.
+    pub drain_delay: u64,
+    /// Its request timeout.
+    pub request_timeout: u64,
+    /// The pod's margin.
+    pub margin: u64,
+    /// The annotation that contributes most: the likely mistake.
+    pub key: &'static str,
+}
 
 /// What one container needs between deletion and the end of its last
 /// request: its drain delay, then its request timeout.
@@ -16,13 +57,17 @@ pub fn needed(drain_delay: u64, request_timeout: u64) -> u64 {
     drain_delay.saturating_add(request_timeout)
 }
 
-/// The grace period `containers` need with `margin` on top, or an error
-/// naming the likely mistake when it exceeds `max`.
-pub fn required(containers: &[ContainerPlan], margin: u64, max: u64) -> Result<u64, PlanError> {
-    let Some(longest) = containers.iter().max_by_key(|c| c.needed()) else {
+/// The grace period the `needs` of a pod's containers call for with `margin`
+/// on top, or an error naming the likely mistake when it exceeds `max`.
+pub fn required<'a>(
+    needs: impl IntoIterator<Item = Need<'a>>,
+    margin: u64,
+    max: u64,
+) -> Result<u64, GraceTooLong> {
+    let Some(longest) = needs.into_iter().max_by_key(Need::total) else {
         return Ok(margin);
     };
-    let grace = longest.needed().saturating_add(margin);
+    let grace = longest.total().saturating_add(margin);
     if grace <= max {
         return Ok(grace);
     }
@@ -35,10 +80,10 @@ pub fn required(containers: &[ContainerPlan], margin: u64, max: u64) -> Result<u
     .into_iter()
     .max_by_key(|(_, seconds)| *seconds)
     .unwrap_or((ann::REQUEST_TIMEOUT, 0));
-    Err(PlanError::GraceTooLong {
+    Err(GraceTooLong {
         grace,
         max,
-        container: longest.name.clone(),
+        container: longest.container.to_string(),
         drain_delay: longest.drain_delay,
         request_timeout: longest.request_timeout,
         margin,

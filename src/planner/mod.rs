@@ -1,5 +1,6 @@
 //! The planner: pod + settings -> plan -> JSON patch, and the renderings of a
-//! plan for people. Pure: no I/O, no clock, no globals.
+//! plan for people. Pure: no I/O, no clock, no globals; it uses nothing else
+//! in the crate.
 //!
 //! - inputs: [`duration`] (Go-style durations), [`annotations`] (the
 //!   `gracehook.io/*` keys), [`settings`] (the operator's flags);
@@ -7,19 +8,20 @@
 //!   the hooks in [`hook`];
 //! - renderings: [`patch`] (RFC 6902 for the API server), [`summary`]
 //!   (warning sentences), [`explain`] (a termination timeline), and
-//!   [`manifests`] (the plan applied offline to YAML/JSON manifests).
+//!   [`offline`] (the plan applied offline to YAML/JSON manifests, for
+//!   `gracehook mutate`).
 
 pub mod annotations;
 pub mod duration;
 pub mod explain;
 pub mod grace;
 pub mod hook;
-pub mod manifests;
+pub mod offline;
 pub mod patch;
 pub mod plan;
 pub mod settings;
 pub mod summary;
 
 pub use hook::{Hook, HookAction};
-pub use plan::{ContainerPlan, Decision, Plan, PlanError, Skip, plan};
+pub use plan::{ContainerPlan, Decision, Plan, PlanError, Planned, Skip, plan, plan_in};
 pub use settings::{Defaults, Mode, NamespaceDefaults, PrestopStyle, Settings};

@@ -7,9 +7,9 @@ use k8s_openapi::api::core::v1::{Container, PodSpec};
 use thiserror::Error;
 
 use super::annotations::{self as ann, AnnotationError, Annotations, ContainerOverrides};
-use super::grace;
+use super::grace::{self, GraceTooLong, Need};
 use super::hook::{Hook, HookAction};
-use super::settings::{NamespaceDefaults, PrestopStyle, Settings};
+use super::settings::{Mode, NamespaceDefaults, PrestopStyle, Settings};
 
 /// The plan for one eligible container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +43,16 @@ impl ContainerPlan {
     /// Drain delay + request timeout: what this container needs of the grace
     /// period, margin aside ([`grace::needed`]).
     pub fn needed(&self) -> u64 {
-        grace::needed(self.drain_delay, self.request_timeout)
+        self.need().total()
+    }
+
+    /// What this container asks of the grace period.
+    pub fn need(&self) -> Need<'_> {
+        Need {
+            container: &self.name,
+            drain_delay: self.drain_delay,
+            request_timeout: self.request_timeout,
+        }
     }
 }
 
@@ -137,43 +146,83 @@ pub enum PlanError {
     #[error(transparent)]
     Annotation(#[from] AnnotationError),
     /// The grace period would exceed `--max-grace`.
-    #[error(
-        "terminationGracePeriodSeconds would be {grace}s (container {container}: drain delay {drain_delay}s + request timeout {request_timeout}s, plus margin {margin}s), above the maximum of {max}s (--max-grace); lower {key}, for example {key}: \"30s\""
-    )]
-    GraceTooLong {
-        /// The grace period the pod would need.
-        grace: u64,
-        /// `--max-grace`.
-        max: u64,
-        /// The container that needs it.
-        container: String,
-        /// Its drain delay.
-        drain_delay: u64,
-        /// Its request timeout.
-        request_timeout: u64,
-        /// The pod's margin.
-        margin: u64,
-        /// The annotation that contributes most: the likely mistake.
-        key: &'static str,
-    },
+    #[error(transparent)]
+    GraceTooLong(#[from] GraceTooLong),
 }
 
-/// Decides what to do with `pod`, created in `namespace`.
+/// A decision and the mode to apply it in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    /// The endpoint's mode after the pod's own `gracehook.io/mode`.
+    pub mode: Mode,
+    /// What to do with the pod.
+    pub decision: Result<Decision, PlanError>,
+}
+
+/// Decides what to do with `pod`, created in `namespace`, for an endpoint in
+/// `mode`. `gracehook.io/mode` is read once, here: a valid `audit` downgrades
+/// the mode, and an invalid value makes the pod invalid.
+pub fn plan_in(
+    pod: &Pod,
+    namespace: Option<&str>,
+    settings: &Settings,
+    namespace_defaults: &NamespaceDefaults,
+    mode: Mode,
+) -> Planned {
+    let empty = Annotations::new();
+    let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
+    let requested = ann::mode(annotations);
+    Planned {
+        mode: mode.downgraded_by(requested.as_ref().ok().copied().flatten()),
+        decision: decide(
+            pod,
+            annotations,
+            requested,
+            Context {
+                namespace,
+                settings,
+                namespace_defaults,
+            },
+        ),
+    }
+}
+
+/// Decides what to do with `pod`, created in `namespace`, whatever mode it
+/// asks for.
 pub fn plan(
     pod: &Pod,
     namespace: Option<&str>,
     settings: &Settings,
     namespace_defaults: &NamespaceDefaults,
 ) -> Result<Decision, PlanError> {
-    let empty = Annotations::new();
-    let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
-    if let Some(skip) = skip_reason(annotations, namespace, settings)? {
+    plan_in(pod, namespace, settings, namespace_defaults, Mode::Enforce).decision
+}
+
+/// Where a pod is planned: its namespace and what the operator configured.
+#[derive(Clone, Copy)]
+struct Context<'a> {
+    namespace: Option<&'a str>,
+    settings: &'a Settings,
+    namespace_defaults: &'a NamespaceDefaults,
+}
+
+fn decide(
+    pod: &Pod,
+    annotations: &Annotations,
+    requested_mode: Result<Option<Mode>, AnnotationError>,
+    context: Context<'_>,
+) -> Result<Decision, PlanError> {
+    let settings = context.settings;
+    if let Some(skip) = skip_reason(annotations, context.namespace, settings)? {
         return Ok(Decision::Skip(skip));
     }
     let Some(spec) = pod.spec.as_ref() else {
         return Ok(Decision::Skip(Skip::NoEligibleContainers));
     };
-    let inputs = PodInputs::read(annotations, settings, namespace_defaults, spec)?;
+    let inputs = PodInputs::read(annotations, settings, context.namespace_defaults, spec)?;
+    // After the pod-level values: of several bad annotations, the first one
+    // named stays the same whichever caller asks.
+    requested_mode?;
     let mut notes = pod_notes(annotations, spec, inputs.only.as_deref());
     let mut containers = Vec::new();
     for (index, container) in spec.containers.iter().enumerate() {
@@ -184,19 +233,20 @@ pub fn plan(
     if containers.is_empty() {
         return Ok(Decision::Skip(Skip::NoEligibleContainers));
     }
-    let required_grace = grace::required(&containers, inputs.margin, settings.max_grace)?;
-    let mut plan = Plan {
-        status: String::new(),
+    let needs = containers.iter().map(ContainerPlan::need);
+    let required_grace = grace::required(needs, inputs.margin, settings.max_grace)?;
+    let current_grace = spec.termination_grace_period_seconds;
+    let status = status_record(grace::resulting(current_grace, required_grace), &containers);
+    Ok(Decision::Plan(Plan {
+        status,
         current_status: annotations.get(ann::STATUS).cloned(),
         annotations_present: pod.metadata.annotations.is_some(),
         containers,
         margin: inputs.margin,
         required_grace,
-        current_grace: spec.termination_grace_period_seconds,
+        current_grace,
         notes,
-    };
-    plan.status = status_record(&plan);
-    Ok(Decision::Plan(plan))
+    }))
 }
 
 fn skip_reason(
@@ -239,7 +289,7 @@ impl<'a> PodInputs<'a> {
         spec: &PodSpec,
     ) -> Result<Self, PlanError> {
         let defaults = settings.defaults.overlaid(namespace_defaults);
-        let inputs = PodInputs {
+        Ok(PodInputs {
             settings,
             drain_delay: ann::duration(annotations, ann::DRAIN_DELAY)?
                 .unwrap_or(defaults.drain_delay),
@@ -253,11 +303,7 @@ impl<'a> PodInputs<'a> {
                 .as_ref()
                 .is_some_and(|os| os.name.eq_ignore_ascii_case("windows")),
             overridden: ann::has_per_container_keys(annotations),
-        };
-        // Validated even when the admission layer has already read it, so that
-        // `mutate` and `review` reject the same pods.
-        ann::mode(annotations)?;
-        Ok(inputs)
+        })
     }
 
     /// Whether `name` is handled at all, before its per-container opt-out.
@@ -375,7 +421,7 @@ fn pod_notes(annotations: &Annotations, spec: &PodSpec, only: Option<&[String]>)
 /// The compact record written to `gracehook.io/status`:
 /// `{"grace":40,"containers":{"web":"exec"}}`. Deterministic, so that a second
 /// pass can compare strings.
-fn status_record(plan: &Plan) -> String {
+fn status_record(grace: u64, containers: &[ContainerPlan]) -> String {
     #[derive(serde::Serialize)]
     struct Record<'a> {
         grace: u64,
@@ -388,8 +434,8 @@ fn status_record(plan: &Plan) -> String {
         }
     }
     let record = Record {
-        grace: plan.final_grace(),
-        containers: Kinds(&plan.containers),
+        grace,
+        containers: Kinds(containers),
     };
     // Strings and integers only: serialisation cannot fail.
     serde_json::to_string(&record).unwrap_or_default()

@@ -5,10 +5,6 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::Pod;
-
-use super::annotations as ann;
-
 /// How a delay without a drain command is expressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PrestopStyle {
@@ -98,16 +94,15 @@ impl Mode {
         }
     }
 
-    /// A pod may downgrade itself to audit with `gracehook.io/mode: audit`, never
-    /// upgrade. An invalid value is reported by the planner.
-    pub fn for_pod(self, pod: &Pod) -> Mode {
-        let wants_audit = pod
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| ann::mode(a).ok().flatten())
-            == Some(Mode::Audit);
-        if wants_audit { Mode::Audit } else { self }
+    /// The mode applied to a pod that asks for `requested` with
+    /// `gracehook.io/mode`: a pod may downgrade itself to audit, never
+    /// upgrade.
+    pub fn downgraded_by(self, requested: Option<Mode>) -> Mode {
+        if requested == Some(Mode::Audit) {
+            Mode::Audit
+        } else {
+            self
+        }
     }
 }
 

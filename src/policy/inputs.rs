@@ -4,8 +4,8 @@
 
 use k8s_openapi::api::admissionregistration::v1::Variable;
 
-use super::Options;
 use super::cel::{self, annotation};
+use super::options::Options;
 use crate::planner::annotations as ann;
 
 /// A CEL variable.

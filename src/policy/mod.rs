@@ -2,191 +2,27 @@
 //! MutatingAdmissionPolicy and ValidatingAdmissionPolicies in CEL, run by
 //! the API server itself — generated from the same [`Settings`] the webhook
 //! uses (`docs/policy.md`, which lists where CEL cannot match the webhook).
-//! Pure: text in, objects out.
+//! Pure: text in, objects out. It may use the planner, nothing else.
 //!
 //! - [`cel`]: literals and the duration grammar in CEL;
-//! - `inputs`, `problems`, `plan`, `sentences`: the variables the
+//! - [`Options`] and [`generate()`]: what to generate, and the policies;
+//! - `inputs`, `problems`, `decisions`, `sentences`: the variables the
 //!   policies share, in the order the planner reads and decides;
 //! - [`matching`]: which requests and namespaces;
 //! - [`mutating`] and [`validating`]: the objects, typed with k8s-openapi.
 
 pub mod cel;
+mod decisions;
+mod generate;
 mod inputs;
 pub mod matching;
 pub mod mutating;
-mod plan;
+mod options;
 mod problems;
 mod sentences;
 pub mod validating;
 
-use k8s_openapi::api::admissionregistration::v1::{AuditAnnotation, Variable};
-use serde_json::Value;
-
-use crate::planner::{Mode, Settings};
+pub use generate::{AUDIT, ENFORCE, NOTES, Policies, generate, to_yaml};
 pub use mutating::Mutating;
+pub use options::Options;
 pub use validating::Validating;
-use validating::{Parts, validation};
-
-/// The MutatingAdmissionPolicy, and the ValidatingAdmissionPolicy that
-/// denies invalid pods: the webhook's `enforce.gracehook.io`.
-pub const ENFORCE: &str = "enforce.gracehook.io";
-/// The ValidatingAdmissionPolicy that warns the enforce-mode notes.
-pub const NOTES: &str = "notes.gracehook.io";
-/// The ValidatingAdmissionPolicy of audit mode; its audit annotation is
-/// `audit.gracehook.io/summary`, as the webhook's.
-pub const AUDIT: &str = "audit.gracehook.io";
-
-/// What to generate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Options {
-    /// The planner's settings, from the same flags as `serve`.
-    pub settings: Settings,
-    /// `Enforce`: mutate and deny in namespaces labelled enforce, warn in
-    /// those labelled audit. `Audit`: only warn, in both (as `--dry-run`).
-    pub mode: Mode,
-    /// Read the Namespace's duration annotations as its defaults, as
-    /// `serve --watch-namespaces` does.
-    pub namespace_defaults: bool,
-}
-
-impl Options {
-    /// Whether nothing is changed or denied anywhere.
-    pub fn audit_only(&self) -> bool {
-        self.mode == Mode::Audit || self.settings.dry_run
-    }
-}
-
-/// The generated objects.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Policies {
-    /// The MutatingAdmissionPolicy (none in audit mode).
-    pub mutating: Option<Mutating>,
-    /// The ValidatingAdmissionPolicies, each with its binding.
-    pub validating: Vec<Validating>,
-}
-
-impl Policies {
-    /// Every object, policies before their bindings, as JSON.
-    pub fn documents(&self) -> Result<Vec<Value>, serde_json::Error> {
-        let mut documents = Vec::new();
-        if let Some(m) = &self.mutating {
-            documents.push(serde_json::to_value(&m.policy)?);
-            documents.push(serde_json::to_value(&m.binding)?);
-        }
-        for v in &self.validating {
-            documents.push(serde_json::to_value(&v.policy)?);
-            documents.push(serde_json::to_value(&v.binding)?);
-        }
-        Ok(documents)
-    }
-}
-
-/// The variables every policy needs: the pod read, the plan, the problem.
-fn core(options: &Options) -> Vec<Variable> {
-    let mut variables = inputs::pod(options);
-    variables.push(problems::pod());
-    variables.extend(inputs::selection(options));
-    variables.push(problems::containers());
-    variables.push(inputs::eligible());
-    variables.extend(plan::hooks(options));
-    variables.extend(plan::grace());
-    variables.extend(plan::outcome());
-    variables.extend(problems::grace(options));
-    variables
-}
-
-/// The policies for `options`.
-pub fn generate(options: &Options) -> Policies {
-    let core = core(options);
-    let audit = audit(options, &core);
-    if options.audit_only() {
-        return Policies {
-            mutating: None,
-            validating: vec![audit],
-        };
-    }
-    let selection = matching::namespaces(&[Mode::Enforce.as_str()], &options.settings);
-    let mutating = mutating::mutating(ENFORCE, &matching::enforced(), &core, &selection);
-    let deny = validating::validating(Parts {
-        name: ENFORCE,
-        conditions: matching::enforced(),
-        variables: core.clone(),
-        validations: vec![validation(
-            "variables.problem == ''",
-            "'gracehook: pod ' + variables.name + ': ' + variables.problem",
-        )],
-        audit_annotations: None,
-        failure_policy: "Fail",
-        actions: &["Deny"],
-        selection: selection.clone(),
-    });
-    let mut notes_variables = core;
-    notes_variables.push(sentences::notes());
-    notes_variables.extend(sentences::enforce_notes());
-    let notes = validating::validating(Parts {
-        name: NOTES,
-        conditions: matching::enforced(),
-        variables: notes_variables,
-        validations: vec![validation(
-            "variables.problem != '' || size(variables.plan) == 0 || size(variables.notes) == 0",
-            "variables.notesWarning",
-        )],
-        audit_annotations: None,
-        failure_policy: "Ignore",
-        actions: &["Warn"],
-        selection,
-    });
-    Policies {
-        mutating: Some(mutating),
-        validating: vec![deny, notes, audit],
-    }
-}
-
-/// The audit-mode policy: one warning per pod that would change or is
-/// invalid, and the sentence in the audit log.
-fn audit(options: &Options, core: &[Variable]) -> Validating {
-    let mut variables = core.to_vec();
-    variables.push(sentences::notes());
-    variables.extend(sentences::would_change());
-    variables.extend(sentences::audit_warning());
-    // Enforce namespaces too: their pods may downgrade themselves, and in
-    // audit-only mode every labelled namespace is audited.
-    let modes = [Mode::Audit.as_str(), Mode::Enforce.as_str()];
-    let audited = if options.audit_only() {
-        "true".to_string()
-    } else {
-        matching::audited()
-    };
-    variables.push(inputs::var("audited", audited));
-    let would = "variables.problem == '' && size(variables.plan) > 0 && variables.changes";
-    validating::validating(Parts {
-        name: AUDIT,
-        conditions: matching::handled(),
-        variables,
-        validations: vec![validation(
-            &format!("!variables.audited || variables.problem == '' && !({would})"),
-            "variables.auditWarning",
-        )],
-        audit_annotations: Some(vec![AuditAnnotation {
-            key: "summary".to_string(),
-            value_expression: format!(
-                "variables.audited && {would} ? string(variables.wouldChange) : ''"
-            ),
-        }]),
-        failure_policy: "Ignore",
-        actions: &["Warn", "Audit"],
-        selection: matching::namespaces(&modes, &options.settings),
-    })
-}
-
-/// The documents as YAML, `---` between them, for `kubectl apply -f -`.
-pub fn to_yaml(documents: &[Value]) -> Result<String, serde_yaml_ng::Error> {
-    let mut text = String::new();
-    for (i, document) in documents.iter().enumerate() {
-        if i > 0 {
-            text.push_str("---\n");
-        }
-        text.push_str(&serde_yaml_ng::to_string(document)?);
-    }
-    Ok(text)
-}

@@ -5,9 +5,9 @@
 
 use k8s_openapi::api::admissionregistration::v1::Variable;
 
-use super::Options;
 use super::cel::{self, annotation};
 use super::inputs::{has, per_container, var};
+use super::options::Options;
 use crate::planner::annotations as ann;
 
 /// One check: when `bad` holds, the message `message`.

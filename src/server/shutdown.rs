@@ -10,7 +10,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::ServeError;
+use super::error::ServeError;
 
 /// SIGTERM (the kubelet) and SIGINT (Ctrl-C).
 pub(super) struct Signals {

@@ -42,7 +42,7 @@ fn stderr(output: &Output) -> String {
 }
 
 fn yaml_documents(text: &str) -> Vec<Value> {
-    gracehook::planner::manifests::parse_documents(text).expect("output is YAML")
+    gracehook::planner::offline::parse_documents(text).expect("output is YAML")
 }
 
 #[test]

@@ -28,8 +28,7 @@ fn render(dir: &Path) -> Vec<Value> {
         dir.display(),
         String::from_utf8_lossy(&output.stderr)
     );
-    gracehook::planner::manifests::parse_documents(&String::from_utf8_lossy(&output.stdout))
-        .unwrap()
+    gracehook::planner::offline::parse_documents(&String::from_utf8_lossy(&output.stdout)).unwrap()
 }
 
 fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {

@@ -1,6 +1,7 @@
 //! Every planning rule of docs/annotations.md and docs/plan.md.
 
 use crate::common::{TestPod, apply, plan_of, pod, web_pod};
+use gracehook::planner::grace::GraceTooLong;
 use gracehook::planner::settings::{NamespaceDefaults, PrestopStyle, Settings};
 use gracehook::planner::{Decision, HookAction, PlanError, Skip, plan};
 use serde_json::{Value, json};
@@ -351,11 +352,11 @@ fn grace_above_max_is_invalid_and_names_the_culprit() {
     assert!(
         matches!(
             err,
-            PlanError::GraceTooLong {
+            PlanError::GraceTooLong(GraceTooLong {
                 grace: 130,
                 max: 120,
                 ..
-            }
+            })
         ),
         "{text}"
     );

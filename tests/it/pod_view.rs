@@ -3,10 +3,10 @@
 //! does, on every fixture here and on the generated pods of `properties`.
 
 use gracehook::admission::pod_view::PodView;
-use gracehook::planner::manifests::parse_documents;
+use gracehook::planner::offline::parse_documents;
 use gracehook::planner::patch::{Target, to_patch};
 use gracehook::planner::settings::{NamespaceDefaults, PrestopStyle, Settings};
-use gracehook::planner::{Decision, Mode, plan};
+use gracehook::planner::{Decision, Mode, plan, plan_in};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
@@ -29,7 +29,17 @@ pub fn assert_plans_alike(pod: &Value) -> usize {
         (&a.name, &a.generate_name, &a.namespace, &a.annotations),
         (&b.name, &b.generate_name, &b.namespace, &b.annotations)
     );
-    assert_eq!(Mode::Enforce.for_pod(&full), Mode::Enforce.for_pod(&viewed));
+    let mode = |pod: &Pod| {
+        plan_in(
+            pod,
+            None,
+            &Settings::default(),
+            &NamespaceDefaults::default(),
+            Mode::Enforce,
+        )
+        .mode
+    };
+    assert_eq!(mode(&full), mode(&viewed));
     let mut compared = 0;
     for style in [PrestopStyle::Sleep, PrestopStyle::Exec] {
         let settings = Settings {

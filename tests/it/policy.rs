@@ -355,7 +355,7 @@ fn the_command_prints_typed_objects() {
         String::from_utf8_lossy(&yaml.stderr)
     );
     let text = String::from_utf8(yaml.stdout).unwrap();
-    let documents = gracehook::planner::manifests::parse_documents(&text).unwrap();
+    let documents = gracehook::planner::offline::parse_documents(&text).unwrap();
     assert_eq!(documents.len(), 8);
     let json = run(
         &["policy"],
@@ -409,7 +409,7 @@ fn the_charts_policy_file_is_the_generated_one() {
         "/charts/gracehook/files/policy.yaml"
     );
     let file = std::fs::read_to_string(path).unwrap();
-    let shipped = gracehook::planner::manifests::parse_documents(&file).unwrap();
+    let shipped = gracehook::planner::offline::parse_documents(&file).unwrap();
     let generated = generate(&options(Mode::Enforce)).documents().unwrap();
     assert!(
         shipped == generated,

@@ -14,7 +14,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use super::{TlsError, TlsFiles, certified_key, not_after, read};
+use super::error::TlsError;
+use super::pair::{TlsFiles, certified_key, not_after, read};
 use crate::server::metrics::Metrics;
 
 /// The certificate currently served; its expiry is published as

@@ -1,6 +1,6 @@
-//! `gracehook audit`: which workloads of a cluster lack a graceful shutdown,
-//! and what gracehook would set (`docs/cli.md`, "audit"). The assessment is
-//! pure; [`super::workloads`] lists.
+//! The assessment behind `gracehook audit`: which workloads lack a graceful
+//! shutdown, and what gracehook would set (`docs/cli.md`, "audit"). Pure:
+//! [`super::workloads`] lists them, the command line renders the report.
 
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
 use serde::Serialize;
@@ -212,83 +212,4 @@ pub fn summary_line(findings: &[Finding]) -> String {
     let mut tally = Tally::default();
     findings.iter().for_each(|f| tally.add(f));
     tally.line()
-}
-
-fn row(f: &Finding) -> [String; 7] {
-    let pre_stop = f
-        .containers
-        .iter()
-        .map(|c| format!("{}={}", c.name, c.pre_stop))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let risk = if f.at_risk() {
-        f.risks.join("; ")
-    } else {
-        "ok".to_string()
-    };
-    [
-        f.namespace.clone(),
-        format!("{}/{}", f.kind, f.name),
-        f.mode.clone(),
-        format!("{}s", f.grace),
-        pre_stop,
-        f.would_set.clone(),
-        risk,
-    ]
-}
-
-/// An aligned table with its header; the verdict in colour when `colour` (a terminal).
-pub fn table(findings: &[Finding], colour: bool) -> String {
-    table_chunk(findings, colour, true)
-}
-
-/// The rows of `findings`, aligned among themselves (and with the header,
-/// when it is printed): a long report is printed a chunk at a time, as
-/// `kubectl get` prints its chunks, so it need not be held whole.
-pub fn table_chunk(findings: &[Finding], colour: bool, with_header: bool) -> String {
-    let header = [
-        "NAMESPACE",
-        "WORKLOAD",
-        "MODE",
-        "GRACE",
-        "PRESTOP",
-        "WOULD SET",
-        "RISK",
-    ];
-    let rows: Vec<[String; 7]> = findings.iter().map(row).collect();
-    let mut widths = if with_header {
-        header.map(str::len)
-    } else {
-        [0; 7]
-    };
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let line = |cells: &[String], risky: Option<bool>| {
-        let mut text = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            let last = i == cells.len() - 1;
-            let padded = if last {
-                cell.clone()
-            } else {
-                format!("{cell:<w$}  ")
-            };
-            match (last, risky, colour) {
-                (true, Some(true), true) => text.push_str(&format!("\x1b[31m{padded}\x1b[0m")),
-                (true, Some(false), true) => text.push_str(&format!("\x1b[32m{padded}\x1b[0m")),
-                _ => text.push_str(&padded),
-            }
-        }
-        text.trim_end().to_string() + "\n"
-    };
-    if with_header {
-        out.push_str(&line(&header.map(String::from), None));
-    }
-    for (row, f) in rows.iter().zip(findings) {
-        out.push_str(&line(row, Some(f.at_risk())));
-    }
-    out
 }

@@ -4,9 +4,9 @@
 
 use k8s_openapi::api::admissionregistration::v1::Variable;
 
-use super::Options;
 use super::cel::{self, Slot};
 use super::inputs::{has, var};
+use super::options::Options;
 use crate::planner::PrestopStyle;
 use crate::planner::annotations as ann;
 use crate::planner::hook;

@@ -9,7 +9,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::patch::{Target, to_patch};
-use super::plan::{Decision, Plan, PlanError, plan};
+use super::plan::{Decision, Plan, PlanError, Planned, plan_in};
 use super::settings::{Mode, NamespaceDefaults, Settings};
 use super::summary;
 
@@ -220,12 +220,12 @@ fn plan_location(
             object: object.clone(),
             source,
         })?;
-    let mode = mode.for_pod(&pod);
-    let decision = plan(
+    let Planned { mode, decision } = plan_in(
         &pod,
         location.namespace.as_deref(),
         settings,
         &NamespaceDefaults::default(),
+        mode,
     );
     let patch = match (&decision, mode) {
         (Err(source), Mode::Enforce) => {

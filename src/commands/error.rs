@@ -1,0 +1,85 @@
+//! Why a command failed: every variant exits 1 (`docs/cli.md`, "Exit
+//! codes"), and keeps the error it came from.
+
+use thiserror::Error;
+
+use gracehook::admission::AdmissionError;
+use gracehook::cluster::ClusterError;
+use gracehook::planner::offline::ManifestError;
+use gracehook::server::ServeError;
+use gracehook::server::tls::certs::CertsError;
+
+/// Why a command failed; every one exits 1 (`docs/cli.md`, "Exit codes").
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// An input file cannot be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file, or `standard input`.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An output file cannot be written.
+    #[error("writing {path}: {source}")]
+    Write {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Standard output is gone.
+    #[error("writing the output: {0}")]
+    Output(#[from] std::io::Error),
+    /// The output does not encode as JSON.
+    #[error("writing the output: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The output does not encode as YAML.
+    #[error("writing the output: {0}")]
+    Yaml(#[from] serde_yaml_ng::Error),
+    /// The async runtime did not start.
+    #[error("starting the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// Manifests that cannot be planned (every one is listed).
+    #[error("{}", listed(file, errors))]
+    Manifests {
+        /// The file they came from.
+        file: String,
+        /// Each document's error, in order.
+        errors: Vec<ManifestError>,
+    },
+    /// An AdmissionReview that cannot be answered.
+    #[error("{file}: {source}")]
+    Review {
+        /// The file.
+        file: String,
+        /// Why.
+        #[source]
+        source: AdmissionError,
+    },
+    /// The server stopped with an error.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// The cluster could not be read.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// Certificates could not be made.
+    #[error(transparent)]
+    Certs(#[from] CertsError),
+    /// `audit --fail-on-risk` found workloads at risk.
+    #[error("{0}")]
+    AtRisk(String),
+}
+
+/// One line per error, each naming the file; `main` prefixes the first
+/// with `error: `.
+fn listed(file: &str, errors: &[ManifestError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{file}: {e}"))
+        .collect::<Vec<_>>()
+        .join("\nerror: ")
+}

@@ -1,0 +1,106 @@
+//! The server's life: bind both listeners, serve the admission and
+//! operations routers, and on a signal fail readiness, keep serving for the
+//! shutdown delay, then drain and return.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rustls::crypto::CryptoProvider;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use super::args::ServerArgs;
+use super::connections;
+use super::error::ServeError;
+use super::metrics::Metrics;
+use super::routes::{AppState, OpsState, admission_router, ops_router};
+use super::shutdown;
+use super::tls::{self, Reloader, ServingCert, TlsFiles};
+use crate::admission::Admission;
+
+/// Runs the server until a shutdown signal, then drains and returns.
+pub async fn run(
+    args: &ServerArgs,
+    admission: Admission,
+    provider: Arc<CryptoProvider>,
+) -> Result<(), ServeError> {
+    let metrics = Arc::new(Metrics::new());
+    let serving = serving_cert(args, &metrics, &provider)?;
+    let tls_config = tls::server_config(serving, args.client_ca.as_deref(), provider)?;
+    let acceptor = TlsAcceptor::from(Arc::new(tls_config));
+
+    let mut signals = shutdown::Signals::install()?;
+    let listener = bind(args.listen).await?;
+    let ops_listener = bind(args.metrics_listen).await?;
+    let addr = listener.local_addr().unwrap_or(args.listen);
+    let ops_addr = ops_listener.local_addr().unwrap_or(args.metrics_listen);
+
+    let ops = Arc::new(OpsState {
+        metrics: metrics.clone(),
+        ready: true.into(),
+    });
+    let ops_server = shutdown::Stoppable::spawn(|stopped| {
+        axum::serve(ops_listener, ops_router(ops.clone()))
+            .with_graceful_shutdown(stopped)
+            .into_future()
+    });
+    let app = admission_router(Arc::new(AppState { admission, metrics }));
+    let server = shutdown::Stoppable::spawn(|stopped| {
+        connections::accept_loop(listener, acceptor, app, args.max_connections, stopped)
+    });
+    tracing::info!(%addr, metrics = %ops_addr, "serving admission webhook");
+
+    let signal = signals.next().await;
+    ops.ready.store(false, Ordering::SeqCst);
+    tracing::info!(
+        signal,
+        delay_ms = args.shutdown_delay.as_millis() as u64,
+        "shutting down: readiness fails, still serving while endpoints drop this pod"
+    );
+    let drained = shutdown::drain(server, args.shutdown_delay, args.shutdown_timeout);
+    tokio::select! {
+        () = drained => {}
+        signal = signals.next() => return Err(ServeError::Aborted { signal }),
+    }
+    ops_server.stop().await;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+fn serving_cert(
+    args: &ServerArgs,
+    metrics: &Arc<Metrics>,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<ServingCert>, ServeError> {
+    if let Some(files) = args.tls_files() {
+        let (reloader, serving) = Reloader::start(files, metrics.clone(), provider.clone())?;
+        // A tight interval would spin on the files.
+        let interval = args.tls_reload_interval.max(Duration::from_millis(10));
+        tokio::spawn(reloader.run(interval));
+        return Ok(serving);
+    }
+    let generated = tls::certs::self_signed(&["localhost", "127.0.0.1", "::1"])?;
+    let files = TlsFiles {
+        cert: "(generated)".into(),
+        key: "(generated)".into(),
+    };
+    let pair = tls::certified_key(
+        generated.cert_pem.as_bytes(),
+        generated.key_pem.as_bytes(),
+        &files,
+        provider,
+    )?;
+    tracing::warn!(
+        "NO CERTIFICATE GIVEN: serving a throw-away self-signed certificate for localhost; \
+         no API server will trust it. Pass --tls-cert and --tls-key in a cluster."
+    );
+    Ok(Arc::new(ServingCert::new(pair, metrics.clone())))
+}

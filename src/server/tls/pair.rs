@@ -1,0 +1,62 @@
+//! The serving key pair from its PEM files: read, parsed, checked to match,
+//! and its expiry.
+
+use std::path::{Path, PathBuf};
+
+use rustls::crypto::CryptoProvider;
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::error::TlsError;
+
+/// Where the serving certificate and key are.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// Parses a PEM chain (leaf first, then intermediates) and key into a pair,
+/// refusing a key that does not match the leaf.
+pub fn certified_key(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    files: &TlsFiles,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .filter_map(Result::ok)
+        .collect();
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: files.cert.clone(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::NoKey {
+        path: files.key.clone(),
+        detail: e.to_string(),
+    })?;
+    CertifiedKey::from_der(chain, key, provider).map_err(|source| TlsError::Pair {
+        cert: files.cert.clone(),
+        key: files.key.clone(),
+        source,
+    })
+}
+
+/// The leaf's notAfter as a Unix timestamp.
+pub fn not_after(key: &CertifiedKey) -> Option<i64> {
+    let leaf = key.cert.first()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(parsed.validity().not_after.timestamp())
+}
+
+/// The file's bytes, or an error naming it.
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
