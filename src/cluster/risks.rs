@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::workloads::Workload;
 use crate::planner::annotations as ann;
+use crate::planner::hook;
 use crate::planner::{Decision, NamespaceDefaults, Plan, Settings, plan, summary};
 
 /// The grace period the API server applies when a pod sets none.
@@ -62,6 +63,9 @@ fn describe(handler: Option<&LifecycleHandler>) -> String {
         let command = exec.command.as_deref().unwrap_or_default();
         return match command {
             [sh, c, script] if sh == "sh" && c == "-c" => format!("sh -c \"{script}\""),
+            [sh, c, _, name, command] if sh == "sh" && c == "-c" && name == hook::DRAIN_NAME => {
+                format!("gracehook drain: {command}")
+            }
             other => other.join(" "),
         };
     }

@@ -152,18 +152,67 @@ pub fn mode(annotations: &Annotations) -> Result<Option<Mode>, AnnotationError> 
     }
 }
 
-/// A drain command; empty is invalid.
+/// A drain command; empty is invalid, and so is one whose quoting no shell
+/// accepts ([`quoting_closed`]).
 pub fn command(annotations: &Annotations, key: &str) -> Result<Option<String>, AnnotationError> {
+    let example = "apachectl -k graceful-stop";
     match annotations.get(key) {
         None => Ok(None),
         Some(value) if value.trim().is_empty() => Err(AnnotationError::new(
             key,
             value,
             "the command is empty (remove the annotation to run no command)",
-            "apachectl -k graceful-stop",
+            example,
         )),
+        Some(value) if !quoting_closed(value) => {
+            Err(AnnotationError::new(key, value, UNCLOSED_QUOTING, example))
+        }
         Some(value) => Ok(Some(value.trim().to_string())),
     }
+}
+
+/// Why a command fails [`quoting_closed`].
+pub const UNCLOSED_QUOTING: &str =
+    "no shell runs it: a quote is left open, or it ends in a lone backslash";
+
+/// The RE2 form of [`quoting_closed`], for the admission policies' CEL
+/// `matches()`: a command made only of plain characters, escaped
+/// characters, closed quotes and `#` comments.
+pub const CLOSED_QUOTING: &str =
+    r#"^([^'"\\#]|\\(.|\n)|'[^']*'|"([^"\\]|\\(.|\n))*"|#[^\n]*(\n|$))*$"#;
+
+/// False when no shell accepts `command`: a quote is left open, or it ends
+/// in a lone backslash. A deliberately small check, so that it never
+/// refuses a command a shell would run: `#` starts a comment wherever it
+/// stands outside quotes, and anything else a shell might reject is the
+/// shell's to report, in a hook that still waits its delay and timeout.
+pub fn quoting_closed(command: &str) -> bool {
+    let mut chars = command.chars();
+    while let Some(c) = chars.next() {
+        let closed = match c {
+            '\\' => chars.next().is_some(),
+            '\'' => chars.any(|c| c == '\''),
+            '"' => closes_double_quote(&mut chars),
+            '#' if !chars.any(|c| c == '\n') => return true,
+            _ => true,
+        };
+        if !closed {
+            return false;
+        }
+    }
+    true
+}
+
+/// Consumes a double-quoted string's rest; whether its closing quote came.
+fn closes_double_quote(chars: &mut std::str::Chars<'_>) -> bool {
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return true,
+            '\\' if chars.next().is_none() => return false,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// `gracehook.io/containers: "web, api"`.

@@ -13,7 +13,8 @@ pub enum Hook {
         /// The drain delay.
         seconds: u64,
     },
-    /// `["sh", "-c", "sleep d[; <command>; sleep t]"]`.
+    /// `["sh", "-c", "sleep d"]`, or with a drain command
+    /// `["sh", "-c", <drain_script>, "gracehook-drain", <command>]`.
     Shell {
         /// The drain delay.
         delay: u64,
@@ -37,15 +38,33 @@ impl Hook {
             },
             Hook::Shell { .. } => LifecycleHandler {
                 exec: Some(ExecAction {
-                    command: Some(vec!["sh".into(), "-c".into(), self.script()]),
+                    command: Some(self.argv()),
                 }),
                 ..Default::default()
             },
         }
     }
 
+    /// The exec hook's command line. The drain command is never pasted into
+    /// the script: it is the script's `$1`, run by a shell of its own, so
+    /// that no text in it — a trailing `;` or `&`, a `#` comment, a quote,
+    /// a newline — can change how long the hook waits.
+    pub fn argv(&self) -> Vec<String> {
+        let mut argv = vec!["sh".to_string(), "-c".to_string(), self.script()];
+        if let Hook::Shell {
+            command: Some((cmd, _)),
+            ..
+        } = self
+        {
+            argv.push(DRAIN_NAME.to_string());
+            argv.push(cmd.clone());
+        }
+        argv
+    }
+
     /// The shell script: `sleep d`, or the seed recipe's
-    /// `sleep 3; apachectl -k graceful-stop; sleep 30` made to end cleanly.
+    /// `sleep 3; apachectl -k graceful-stop; sleep 30` made to end cleanly
+    /// and to run the drain command (`$1`) in a shell of its own.
     ///
     /// A server that drains by itself may end by signalling every process
     /// of its container: Apache's prefork master, PID 1, sends
@@ -54,13 +73,15 @@ impl Hook {
     /// records a `FailedPreStopHook` warning for a drain that went right.
     /// So the last wait runs in the background and the shell traps TERM:
     /// it still waits up to `t` seconds, and ends with 0 when the server
-    /// does (`docs/plan.md`, "Why the hook traps TERM").
+    /// does (`docs/plan.md`, "Why the hook traps TERM"). The drain command
+    /// runs beside that wait rather than before it, so one that never
+    /// returns cannot hold the hook past `d + t`.
     pub fn script(&self) -> String {
         match self {
             Hook::Shell {
                 delay,
-                command: Some((cmd, timeout)),
-            } => drain_script(delay, cmd, timeout),
+                command: Some((_, timeout)),
+            } => drain_script(delay, timeout),
             Hook::Shell { delay, .. } | Hook::Sleep { seconds: delay } => sleep_script(delay),
         }
     }
@@ -88,9 +109,14 @@ impl Hook {
 // The texts below are generic so that `policy` writes the same words in
 // CEL, with expressions where the numbers and the command go.
 
-/// The script of a hook with a drain command ([`Hook::script`]).
-pub fn drain_script(delay: impl Display, command: impl Display, timeout: impl Display) -> String {
-    format!("trap 'exit 0' TERM; sleep {delay}; {command}; sleep {timeout} & wait")
+/// `$0` of the drain hook's script: the name `sh` puts in front of its
+/// messages about the drain command.
+pub const DRAIN_NAME: &str = "gracehook-drain";
+
+/// The script of a hook with a drain command ([`Hook::script`]); the command
+/// itself is its first argument ([`Hook::argv`]).
+pub fn drain_script(delay: impl Display, timeout: impl Display) -> String {
+    format!("trap 'exit 0' TERM; sleep {delay}; sh -c \"$1\" & sleep {timeout} & wait $!")
 }
 
 /// The script of a hook without one.

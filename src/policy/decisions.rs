@@ -23,9 +23,11 @@ pub(super) fn hooks(options: &Options) -> Vec<Variable> {
     let copy = "'name': r.name, 'index': r.index, 'lifecycle': r.lifecycle, 'delay': r.delay, 'timeout': r.timeout, 'command': r.command";
     let slots = ["string(r.delay)", "r.command", "string(r.timeout)"];
     let (d, c, t) = (Slot(0), Slot(1), Slot(2));
-    let script = format!(
-        "{runs_command} ? {} : {}",
-        cel::concat(&hook::drain_script(d, c, t), &slots),
+    // Hook::argv: the drain command is the script's argument, never its text.
+    let argv = format!(
+        "{runs_command} ? ['sh', '-c', {}, {}, r.command] : ['sh', '-c', {}]",
+        cel::concat(&hook::drain_script(d, t), &slots),
+        cel::string(hook::DRAIN_NAME),
         cel::concat(&hook::sleep_script(d), &slots)
     );
     let description = format!(
@@ -36,13 +38,14 @@ pub(super) fn hooks(options: &Options) -> Vec<Variable> {
     let hooks = format!(
         "variables.eligible.map(r, {{{copy}, 'own': r.own, 'ownSleep': r.ownSleep, 'ownExec': r.ownExec, \
          'hook': dyn({runs_command} ? 'exec' : r.delay == 0 ? '' : {delay_kind}), \
-         'script': dyn({script}), \
+         'argv': dyn({argv}), \
          'description': dyn({description})}})"
     );
     // The container already has exactly the hook gracehook would write.
-    let applied = "(r.hook == 'sleep' && r.ownSleep == r.delay || r.hook == 'exec' && r.ownExec == ['sh', '-c', string(r.script)])";
+    let applied =
+        "(r.hook == 'sleep' && r.ownSleep == r.delay || r.hook == 'exec' && r.ownExec == r.argv)";
     let plan = format!(
-        "variables.hooks.map(r, {{{copy}, 'hook': r.hook, 'script': r.script, 'description': r.description, \
+        "variables.hooks.map(r, {{{copy}, 'hook': r.hook, 'argv': r.argv, 'description': r.description, \
          'add': dyn(!r.own && r.hook != ''), \
          'kept': dyn(r.own && !{applied}), \
          'status': dyn(r.own ? ({applied} ? string(r.hook) : 'kept') : r.hook != '' ? string(r.hook) : 'none')}})"

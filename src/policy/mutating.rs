@@ -29,7 +29,7 @@ pub struct Mutating {
 fn json_patch() -> String {
     let pre_stop = "Object.spec.containers.lifecycle.preStop";
     let hook = format!(
-        "(p.hook == 'sleep' ? {pre_stop}{{sleep: {pre_stop}.sleep{{seconds: int(p.delay)}}}} : {pre_stop}{{exec: {pre_stop}.exec{{command: ['sh', '-c', string(p.script)]}}}})"
+        "(p.hook == 'sleep' ? {pre_stop}{{sleep: {pre_stop}.sleep{{seconds: int(p.delay)}}}} : {pre_stop}{{exec: {pre_stop}.exec{{command: p.argv.map(a, string(a))}}}})"
     );
     let container = "'/spec/containers/' + string(p.index) + '/lifecycle'";
     let hooks = format!(

@@ -36,18 +36,23 @@ impl Check {
         }
     }
 
-    fn command(key: &str) -> Check {
+    fn command(key: &str) -> [Check; 2] {
         let value = annotation(key);
+        let example = "apachectl -k graceful-stop";
         let reason = "the command is empty (remove the annotation to run no command)";
-        Check {
+        let empty = Check {
             bad: format!("{} && {value}.trim() == ''", has(key)),
-            message: cel::invalid(
-                key,
-                &value,
-                &cel::string(reason),
-                "apachectl -k graceful-stop",
+            message: cel::invalid(key, &value, &cel::string(reason), example),
+        };
+        let unclosed = Check {
+            bad: format!(
+                "{} && !{value}.matches({})",
+                has(key),
+                cel::string(ann::CLOSED_QUOTING)
             ),
-        }
+            message: cel::invalid(key, &value, &cel::string(ann::UNCLOSED_QUOTING), example),
+        };
+        [empty, unclosed]
     }
 
     fn container_list() -> Check {
@@ -82,15 +87,15 @@ fn example(key: &str) -> &'static str {
 /// The pod-level annotations, in the order the planner reads them.
 pub(super) fn pod() -> Variable {
     let key = |k: &str| cel::string(k);
-    let checks = [
+    let mut checks = vec![
         Check::word(&key(ann::INJECT), ["true", "false"], "false"),
         Check::duration(&key(ann::DRAIN_DELAY), example(ann::DRAIN_DELAY)),
         Check::duration(&key(ann::REQUEST_TIMEOUT), example(ann::REQUEST_TIMEOUT)),
         Check::duration(&key(ann::MARGIN), example(ann::MARGIN)),
-        Check::command(&key(ann::DRAIN_COMMAND)),
-        Check::container_list(),
-        Check::word(&key(ann::MODE), ["audit", "enforce"], "audit"),
     ];
+    checks.extend(Check::command(&key(ann::DRAIN_COMMAND)));
+    checks.push(Check::container_list());
+    checks.push(Check::word(&key(ann::MODE), ["audit", "enforce"], "audit"));
     var("podProblem", first(&checks))
 }
 
@@ -98,12 +103,12 @@ pub(super) fn pod() -> Variable {
 /// (an opted-out container's are read too, as the planner reads them).
 pub(super) fn containers() -> Variable {
     let key = |k: &str| per_container(k, "c");
-    let checks = [
+    let mut checks = vec![
         Check::word(&key(ann::INJECT), ["true", "false"], "false"),
         Check::duration(&key(ann::DRAIN_DELAY), example(ann::DRAIN_DELAY)),
         Check::duration(&key(ann::REQUEST_TIMEOUT), example(ann::REQUEST_TIMEOUT)),
-        Check::command(&key(ann::DRAIN_COMMAND)),
     ];
+    checks.extend(Check::command(&key(ann::DRAIN_COMMAND)));
     var(
         "containerProblems",
         format!(

@@ -53,7 +53,9 @@ fn enforce_returns_a_patch_the_pod_accepts_and_echoes_the_uid() {
         json!([
             "sh",
             "-c",
-            "trap 'exit 0' TERM; sleep 3; apachectl -k graceful-stop; sleep 30 & wait"
+            "trap 'exit 0' TERM; sleep 3; sh -c \"$1\" & sleep 30 & wait $!",
+            "gracehook-drain",
+            "apachectl -k graceful-stop"
         ])
     );
     assert_eq!(patched["spec"]["terminationGracePeriodSeconds"], 40);

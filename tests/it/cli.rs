@@ -64,7 +64,9 @@ fn mutate_seed_deployment_gives_the_recipe_and_keeps_the_rest() {
         json!([
             "sh",
             "-c",
-            "trap 'exit 0' TERM; sleep 3; apachectl -k graceful-stop; sleep 30 & wait"
+            "trap 'exit 0' TERM; sleep 3; sh -c \"$1\" & sleep 30 & wait $!",
+            "gracehook-drain",
+            "apachectl -k graceful-stop"
         ])
     );
     assert_eq!(

@@ -17,6 +17,7 @@ mod common;
 mod admission;
 mod audit;
 mod cli;
+mod drain_commands;
 mod manifests;
 mod planner;
 mod pod_view;

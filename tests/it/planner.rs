@@ -47,7 +47,7 @@ fn seed_recipe_with_drain_command() {
     let (patched, _) = apply(&pod, &Settings::default());
     assert_eq!(
         prestop(&patched, 0),
-        json!({ "exec": { "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3; apachectl -k graceful-stop; sleep 30 & wait"] } })
+        json!({ "exec": { "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3; sh -c \"$1\" & sleep 30 & wait $!", "gracehook-drain", "apachectl -k graceful-stop"] } })
     );
     assert_eq!(grace(&patched), json!(40));
 }
@@ -114,7 +114,7 @@ fn per_container_annotations_override_pod_annotations() {
     let (patched, _) = apply(&pod, &Settings::default());
     assert_eq!(
         prestop(&patched, 0),
-        json!({ "exec": { "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3; nginx -s quit; sleep 20 & wait"] } })
+        json!({ "exec": { "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3; sh -c \"$1\" & sleep 20 & wait $!", "gracehook-drain", "nginx -s quit"] } })
     );
     assert_eq!(prestop(&patched, 1), json!({ "sleep": { "seconds": 10 } }));
     // max(3 + 20, 10 + 60) + 5
@@ -485,12 +485,12 @@ fn the_drain_hook_waits_and_ends_cleanly_when_the_server_signals_it() {
     use std::process::Command;
     use std::time::{Duration, Instant};
 
-    let run = |script: &str, signal_after: Option<Duration>| {
+    let run = |argv: &[String], signal_after: Option<Duration>| {
         let started = Instant::now();
         // Its own process group: the signal reaches the shell and its sleep,
         // as kill(-1) in a container does.
-        let mut child = Command::new("sh")
-            .args(["-c", script])
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
             .process_group(0)
             .spawn()
             .unwrap();
@@ -512,16 +512,17 @@ fn the_drain_hook_waits_and_ends_cleanly_when_the_server_signals_it() {
         command: Some(("true".to_string(), timeout)),
     };
 
-    let (status, elapsed) = run(&hook(1).script(), None);
+    let (status, elapsed) = run(&hook(1).argv(), None);
     assert_eq!(status.code(), Some(0));
     assert!(
         elapsed >= Duration::from_secs(1),
         "did not wait its timeout: {elapsed:?}"
     );
 
-    let (status, _) = run(&hook(30).script(), Some(Duration::from_millis(300)));
+    let (status, _) = run(&hook(30).argv(), Some(Duration::from_millis(300)));
     assert_eq!(status.code(), Some(0), "{status:?}");
 
-    let (status, _) = run("sleep 0; true; sleep 30", Some(Duration::from_millis(300)));
+    let seed = ["sh", "-c", "sleep 0; true; sleep 30"].map(String::from);
+    let (status, _) = run(&seed, Some(Duration::from_millis(300)));
     assert_eq!(status.signal(), Some(15), "the seed's text: {status:?}");
 }

@@ -225,14 +225,14 @@ fn the_settings_reach_the_expressions() {
 fn the_hook_text_is_the_planners() {
     let p = generate(&options(Mode::Enforce));
     let hooks = variable(mutating_variables(&p), "hooks");
-    // The planner's script for delay 3, `apachectl -k graceful-stop`,
-    // timeout 30, with the numbers and the command as CEL expressions.
-    let script = gracehook::planner::hook::drain_script(3, "apachectl -k graceful-stop", 30);
+    // The planner's script for delay 3 and timeout 30, with the numbers as
+    // CEL expressions, and the command as its argument.
+    let script = gracehook::planner::hook::drain_script(3, 30);
     assert_eq!(
         script,
-        "trap 'exit 0' TERM; sleep 3; apachectl -k graceful-stop; sleep 30 & wait"
+        r#"trap 'exit 0' TERM; sleep 3; sh -c "$1" & sleep 30 & wait $!"#
     );
-    let cel = r"'trap \'exit 0\' TERM; sleep ' + string(r.delay) + '; ' + r.command + '; sleep ' + string(r.timeout) + ' & wait'";
+    let cel = r#"['sh', '-c', 'trap \'exit 0\' TERM; sleep ' + string(r.delay) + '; sh -c "$1" & sleep ' + string(r.timeout) + ' & wait $!', 'gracehook-drain', r.command]"#;
     assert!(hooks.contains(cel), "{hooks}");
 }
 
