@@ -13,7 +13,7 @@ use kube::{Api, Client};
 
 use crate::admission::NamespaceLookup;
 use crate::planner::annotations as ann;
-use crate::planner::settings::NamespaceDefaults;
+use crate::planner::settings::{Defaults, NamespaceDefaults};
 
 /// A reflector's store of Namespaces.
 #[derive(Clone)]
@@ -37,8 +37,15 @@ impl NamespaceLookup for WatchedNamespaces {
 
 impl WatchedNamespaces {
     /// Starts watching Namespaces and waits (up to `sync_timeout`) for the
-    /// first list, so the first admissions already see the defaults.
-    pub async fn start(client: Client, sync_timeout: Duration) -> WatchedNamespaces {
+    /// first list, so the first admissions already see the defaults. The
+    /// flags' `defaults` and `max_grace` name the values that are ignored
+    /// for not fitting ([`NamespaceDefaults::fitting`]).
+    pub async fn start(
+        client: Client,
+        sync_timeout: Duration,
+        defaults: Defaults,
+        max_grace: u64,
+    ) -> WatchedNamespaces {
         let (store, writer) = reflector::store();
         let stream = reflector::reflector(
             writer,
@@ -55,7 +62,7 @@ impl WatchedNamespaces {
                             namespace = ns.metadata.name.as_deref().unwrap_or(""),
                             "namespace seen"
                         );
-                        report_invalid(&ns);
+                        report_ignored(&ns, defaults, max_grace);
                     }
                     Err(error) => tracing::warn!(%error, "watching namespaces"),
                 }
@@ -74,16 +81,37 @@ impl WatchedNamespaces {
     }
 }
 
-fn report_invalid(ns: &Namespace) {
+/// Logs each namespace value that admissions ignore: invalid, or too long
+/// for `--max-grace`.
+fn report_ignored(ns: &Namespace, defaults: Defaults, max_grace: u64) {
     let Some(annotations) = &ns.metadata.annotations else {
         return;
     };
+    let namespace = ns.metadata.name.as_deref().unwrap_or("");
     for key in ann::NAMESPACE_LEVEL {
         if let Err(error) = ann::duration(annotations, key) {
+            tracing::error!(namespace, %error, "ignored an invalid namespace default");
+        }
+    }
+    let read = ann::namespace_defaults(annotations);
+    let fitting = read.fitting(defaults, max_grace);
+    let dropped = [
+        (ann::DRAIN_DELAY, read.drain_delay, fitting.drain_delay),
+        (
+            ann::REQUEST_TIMEOUT,
+            read.request_timeout,
+            fitting.request_timeout,
+        ),
+        (ann::MARGIN, read.margin, fitting.margin),
+    ];
+    for (key, value, kept) in dropped {
+        if let (Some(seconds), None) = (value, kept) {
             tracing::error!(
-                namespace = ns.metadata.name.as_deref().unwrap_or(""),
-                %error,
-                "ignored an invalid namespace default"
+                namespace,
+                key,
+                seconds,
+                max_grace,
+                "ignored a namespace default: alone it makes every plain pod's grace period exceed --max-grace"
             );
         }
     }

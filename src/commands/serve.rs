@@ -35,12 +35,15 @@ pub(super) fn run(args: ServeArgs) -> Result<(), CommandError> {
     let provider = crypto_provider();
     let runtime = runtime(true)?;
     let result = runtime.block_on(async {
-        let mut admission = Admission::new(settings(&args.planning).await);
+        let settings = settings(&args.planning).await;
+        let (defaults, max_grace) = (settings.defaults, settings.max_grace);
+        let mut admission = Admission::new(settings);
         if args.watch_namespaces {
             let client = kube::Client::try_default()
                 .await
                 .map_err(ClusterError::Config)?;
-            let watched = WatchedNamespaces::start(client, NAMESPACE_SYNC_TIMEOUT).await;
+            let watched =
+                WatchedNamespaces::start(client, NAMESPACE_SYNC_TIMEOUT, defaults, max_grace).await;
             admission = admission.with_namespaces(Arc::new(watched));
         }
         server::run(&args.server, admission, provider).await?;

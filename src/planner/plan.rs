@@ -288,7 +288,9 @@ impl<'a> PodInputs<'a> {
         namespace_defaults: &NamespaceDefaults,
         spec: &PodSpec,
     ) -> Result<Self, PlanError> {
-        let defaults = settings.defaults.overlaid(namespace_defaults);
+        let defaults = settings
+            .defaults
+            .overlaid(namespace_defaults, settings.max_grace);
         Ok(PodInputs {
             settings,
             drain_delay: ann::duration(annotations, ann::DRAIN_DELAY)?

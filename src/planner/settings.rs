@@ -125,13 +125,23 @@ impl Defaults {
         margin: 5,
     };
 
-    /// The defaults that apply in a namespace: its annotations over the flags.
-    pub fn overlaid(self, ns: &NamespaceDefaults) -> Defaults {
+    /// The defaults that apply in a namespace: its annotations over the
+    /// flags, less those that do not fit `max_grace`
+    /// ([`NamespaceDefaults::fitting`]).
+    pub fn overlaid(self, ns: &NamespaceDefaults, max_grace: u64) -> Defaults {
+        let ns = ns.fitting(self, max_grace);
         Defaults {
             drain_delay: ns.drain_delay.unwrap_or(self.drain_delay),
             request_timeout: ns.request_timeout.unwrap_or(self.request_timeout),
             margin: ns.margin.unwrap_or(self.margin),
         }
+    }
+
+    /// The grace period a pod with these values and no annotation needs.
+    fn grace(self) -> u64 {
+        self.drain_delay
+            .saturating_add(self.request_timeout)
+            .saturating_add(self.margin)
     }
 }
 
@@ -151,6 +161,35 @@ pub struct NamespaceDefaults {
     pub request_timeout: Option<u64>,
     /// `gracehook.io/margin` on the Namespace.
     pub margin: Option<u64>,
+}
+
+impl NamespaceDefaults {
+    /// These values less each one that, alone over the flags' `defaults`,
+    /// gives a plain pod a grace period above `max_grace`: such a value
+    /// would deny every pod of the namespace, and a typo on a namespace
+    /// must not block its pods (`docs/annotations.md`, "Namespace
+    /// defaults"). Two values that each fit but not together still make
+    /// plain pods invalid, naming the pod's largest part.
+    pub fn fitting(self, defaults: Defaults, max_grace: u64) -> NamespaceDefaults {
+        let fits = |d: Defaults| d.grace() <= max_grace;
+        NamespaceDefaults {
+            drain_delay: self.drain_delay.filter(|&drain_delay| {
+                fits(Defaults {
+                    drain_delay,
+                    ..defaults
+                })
+            }),
+            request_timeout: self.request_timeout.filter(|&request_timeout| {
+                fits(Defaults {
+                    request_timeout,
+                    ..defaults
+                })
+            }),
+            margin: self
+                .margin
+                .filter(|&margin| fits(Defaults { margin, ..defaults })),
+        }
+    }
 }
 
 /// Mesh proxies: they have their own drain logic and must outlive the

@@ -83,13 +83,33 @@ pub(super) fn selection(options: &Options) -> Vec<Variable> {
         ),
         var(
             "drainDelay",
-            pod_seconds(options, ann::DRAIN_DELAY, defaults.drain_delay),
+            pod_seconds(
+                options,
+                ann::DRAIN_DELAY,
+                defaults.drain_delay,
+                defaults.request_timeout.saturating_add(defaults.margin),
+            ),
         ),
         var(
             "requestTimeout",
-            pod_seconds(options, ann::REQUEST_TIMEOUT, defaults.request_timeout),
+            pod_seconds(
+                options,
+                ann::REQUEST_TIMEOUT,
+                defaults.request_timeout,
+                defaults.drain_delay.saturating_add(defaults.margin),
+            ),
         ),
-        var("margin", pod_seconds(options, ann::MARGIN, defaults.margin)),
+        var(
+            "margin",
+            pod_seconds(
+                options,
+                ann::MARGIN,
+                defaults.margin,
+                defaults
+                    .drain_delay
+                    .saturating_add(defaults.request_timeout),
+            ),
+        ),
         var(
             "drainCommand",
             format!(
@@ -106,14 +126,23 @@ pub(super) fn selection(options: &Options) -> Vec<Variable> {
 }
 
 /// The pod's annotation `key` in whole seconds, else the Namespace's (when
-/// valid: a typo on a namespace must not block its pods), else the flag.
-fn pod_seconds(options: &Options, key: &str, flag: u64) -> String {
+/// valid, and when with the flags' `others` it fits `--max-grace`: a typo on
+/// a namespace must not block its pods), else the flag.
+fn pod_seconds(options: &Options, key: &str, flag: u64, others: u64) -> String {
     let key = cel::string(key);
     let value = annotation(&key);
     let fallback = if options.namespace_defaults {
         let ns = format!("variables.namespaceAnnotations[{key}]");
+        // A CEL int is an int64: a bound above it is no bound.
+        let fits = match options.settings.max_grace.checked_sub(others) {
+            None => " && false".to_string(),
+            Some(room) => match i64::try_from(room) {
+                Ok(room) => format!(" && {} <= {room}", cel::seconds(&ns)),
+                Err(_) => String::new(),
+            },
+        };
         format!(
-            "({key} in variables.namespaceAnnotations && {} ? {} : {flag})",
+            "({key} in variables.namespaceAnnotations && {}{fits} ? {} : {flag})",
             cel::duration_ok(&ns),
             cel::seconds(&ns)
         )

@@ -102,6 +102,56 @@ fn flag_defaults_apply_and_namespace_defaults_sit_between_flags_and_pod() {
     assert_eq!(plan.required_grace, 4 + 10);
 }
 
+/// `gracehook.io/request-timeout: 2h` on a namespace with `--max-grace 1h`
+/// used to make every plain pod in it invalid. A namespace value that alone
+/// does not fit is ignored; values that fit are kept, and a pod's own
+/// annotations are still judged on their own.
+#[test]
+fn a_namespace_default_that_cannot_fit_max_grace_is_ignored() {
+    let settings = Settings::default(); // 5s + 30s + 5s, max 3600s
+    let ns = NamespaceDefaults {
+        drain_delay: Some(10),
+        request_timeout: Some(7200),
+        margin: Some(3600),
+    };
+    let decision = plan(&pod(web_pod(json!({}))), Some("shop"), &settings, &ns);
+    let Ok(Decision::Plan(planned)) = decision else {
+        panic!("expected a plan: {decision:?}");
+    };
+    assert_eq!(
+        planned.containers[0].drain_delay, 10,
+        "a value that fits is kept"
+    );
+    assert_eq!(planned.containers[0].request_timeout, 30, "2h is ignored");
+    assert_eq!(planned.margin, 5, "a margin of max-grace alone is ignored");
+    assert_eq!(planned.required_grace, 10 + 30 + 5);
+    // Exactly at the limit fits: 5 + 3590 + 5.
+    let at_limit = NamespaceDefaults {
+        request_timeout: Some(3590),
+        ..NamespaceDefaults::default()
+    };
+    let decision = plan(&pod(web_pod(json!({}))), Some("shop"), &settings, &at_limit);
+    let Ok(Decision::Plan(planned)) = decision else {
+        panic!("expected a plan: {decision:?}");
+    };
+    assert_eq!(planned.required_grace, 3600);
+    // The pod's own 2h is still its own mistake.
+    let own = plan_result(
+        json!({ "gracehook.io/request-timeout": "2h" }),
+        &settings,
+        &ns,
+    );
+    assert!(matches!(own, Err(PlanError::GraceTooLong(_))), "{own:?}");
+}
+
+fn plan_result(
+    annotations: Value,
+    settings: &Settings,
+    ns: &NamespaceDefaults,
+) -> Result<Decision, PlanError> {
+    plan(&pod(web_pod(annotations)), Some("shop"), settings, ns)
+}
+
 #[test]
 fn per_container_annotations_override_pod_annotations() {
     let pod = TestPod::with(&["web", "api"])
