@@ -98,5 +98,70 @@ fn planner(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, review, planner);
+/// A pod of `count` containers named in `gracehook.io/containers`, each with
+/// a per-container key: what used to make planning quadratic. Planned with
+/// the container limit lifted, to show how planning scales.
+fn named_containers(count: usize) -> Pod {
+    let names: Vec<String> = (0..count).map(|i| format!("c{i}")).collect();
+    let mut annotations = serde_json::Map::new();
+    annotations.insert("gracehook.io/containers".into(), json!(names.join(",")));
+    for name in names.iter().step_by(2) {
+        annotations.insert(format!("gracehook.io/drain-delay.{name}"), json!("2s"));
+    }
+    let containers: Vec<Value> = names
+        .iter()
+        .map(|n| json!({ "name": n, "image": "busybox" }))
+        .collect();
+    serde_json::from_value(json!({
+        "metadata": { "name": "many", "annotations": annotations },
+        "spec": { "containers": containers },
+    }))
+    .expect("pod")
+}
+
+fn scaling(c: &mut Criterion) {
+    let settings = Settings {
+        max_containers: usize::MAX,
+        ..Settings::default()
+    };
+    let mut group = c.benchmark_group("plan-named");
+    group.sample_size(10);
+    for count in [3_500, 35_000] {
+        let pod = named_containers(count);
+        group.throughput(Throughput::Elements(count as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(count), &pod, |b, pod| {
+            b.iter(|| {
+                plan(
+                    black_box(pod),
+                    Some("shop"),
+                    &settings,
+                    &NamespaceDefaults::default(),
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+/// The 35,000-container review through the admission layer with the default
+/// settings: refused planning by --max-containers, so what it costs is the
+/// parse.
+fn oversized(c: &mut Criterion) {
+    let admission = Admission::new(Settings::default());
+    let body = serde_json::to_vec(&with_containers(35_000)).expect("json");
+    let mut group = c.benchmark_group("review-oversized");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("35000-containers", |b| {
+        b.iter(|| {
+            let reviewed = admission
+                .review_bytes(Endpoint::Mutate, black_box(&body))
+                .expect("review");
+            wire::to_vec(&reviewed.review).expect("response")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, review, planner, scaling, oversized);
 criterion_main!(benches);

@@ -21,7 +21,11 @@ pub(super) fn respond(
 ) -> Result<(AdmissionResponse, Outcome), AnswerError> {
     Ok(match decision {
         Err(error) => invalid(response, &error, mode, name),
-        Ok(Decision::Skip(_)) => (response, Outcome::Skipped),
+        Ok(Decision::Skip(skip)) => {
+            let mut skipped = response;
+            skipped.warnings = summary::skip_warning(&skip, name).map(|w| vec![w]);
+            (skipped, Outcome::Skipped)
+        }
         Ok(Decision::Plan(plan)) if plan.is_noop() => (response, Outcome::Unchanged),
         Ok(Decision::Plan(plan)) => match mode {
             Mode::Enforce => (patched(response, &plan)?, Outcome::Patched),

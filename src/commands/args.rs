@@ -6,8 +6,8 @@ use clap::Args;
 use gracehook::planner::Settings;
 use gracehook::planner::duration::{Seconds, parse_seconds};
 use gracehook::planner::settings::{
-    DEFAULT_EXCLUDE_NAMESPACES, DEFAULT_MAX_GRACE, DEFAULT_SKIP_CONTAINERS, Defaults, StyleChoice,
-    parse_minor,
+    DEFAULT_EXCLUDE_NAMESPACES, DEFAULT_MAX_CONTAINERS, DEFAULT_MAX_GRACE, DEFAULT_SKIP_CONTAINERS,
+    Defaults, StyleChoice, parse_minor,
 };
 
 /// The flags that shape the plan, shared by `serve`, `review`, `mutate` and
@@ -39,6 +39,9 @@ pub struct PlanningArgs {
     /// Namespaces whose pods are never touched (comma-separated).
     #[arg(long, env = "GRACEHOOK_EXCLUDE_NAMESPACES", value_delimiter = ',', default_values_t = owned(DEFAULT_EXCLUDE_NAMESPACES))]
     pub exclude_namespaces: Vec<String>,
+    /// Pods with more containers are left untouched, with a warning.
+    #[arg(long, env = "GRACEHOOK_MAX_CONTAINERS", default_value_t = DEFAULT_MAX_CONTAINERS)]
+    pub max_containers: usize,
     /// Make /mutate behave like /audit: report, change nothing.
     #[arg(long, env = "GRACEHOOK_DRY_RUN")]
     pub dry_run: bool,
@@ -83,6 +86,7 @@ impl PlanningArgs {
             max_grace: self.max_grace.0,
             skip_containers: list(&self.skip_containers),
             exclude_namespaces: list(&self.exclude_namespaces),
+            max_containers: self.max_containers,
             dry_run: self.dry_run,
         }
     }

@@ -2,7 +2,7 @@
 //! error that names the annotation, the bad value and a good example
 //! (`docs/annotations.md`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use thiserror::Error;
 
@@ -239,7 +239,7 @@ pub fn container_list(annotations: &Annotations) -> Result<Option<Vec<String>>, 
 
 /// `gracehook.io/*` keys that mean nothing to gracehook — most likely typos,
 /// which would otherwise be silently ignored.
-pub fn unknown_keys<'a>(annotations: &'a Annotations, containers: &[&str]) -> Vec<&'a str> {
+pub fn unknown_keys<'a>(annotations: &'a Annotations, containers: &HashSet<&str>) -> Vec<&'a str> {
     annotations
         .keys()
         .filter(|k| k.starts_with(PREFIX))
@@ -248,14 +248,14 @@ pub fn unknown_keys<'a>(annotations: &'a Annotations, containers: &[&str]) -> Ve
         .collect()
 }
 
-fn is_known(key: &str, containers: &[&str]) -> bool {
+fn is_known(key: &str, containers: &HashSet<&str>) -> bool {
     if POD_LEVEL.contains(&key) {
         return true;
     }
     PER_CONTAINER.iter().any(|base| {
         key.strip_prefix(base)
             .and_then(|rest| rest.strip_prefix('.'))
-            .is_some_and(|name| containers.contains(&name))
+            .is_some_and(|name| containers.contains(name))
     })
 }
 
@@ -338,7 +338,7 @@ mod tests {
             ("example.com/other", "x"),
         ]);
         assert_eq!(
-            unknown_keys(&a, &["web"]),
+            unknown_keys(&a, &HashSet::from(["web"])),
             vec![
                 "gracehook.io/drain-dealy",
                 "gracehook.io/drain-delay.ghost",

@@ -2,6 +2,8 @@
 //! hooks to add and which grace period to set (`docs/plan.md`). Pure: no I/O,
 //! no clock, no globals, so it can be tested and benchmarked alone.
 
+use std::collections::HashSet;
+
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use thiserror::Error;
@@ -117,6 +119,14 @@ pub enum Skip {
     OptedOut,
     /// No container left to handle.
     NoEligibleContainers,
+    /// More containers than `--max-containers`: left untouched, with a
+    /// warning.
+    TooManyContainers {
+        /// The pod's containers.
+        count: usize,
+        /// `--max-containers`.
+        max: usize,
+    },
 }
 
 impl std::fmt::Display for Skip {
@@ -126,6 +136,10 @@ impl std::fmt::Display for Skip {
             Skip::ExcludedNamespace(ns) => write!(f, "namespace {ns} is excluded"),
             Skip::OptedOut => write!(f, "opted out with {}: \"false\"", ann::INJECT),
             Skip::NoEligibleContainers => write!(f, "no eligible container"),
+            Skip::TooManyContainers { count, max } => write!(
+                f,
+                "{count} containers, more than the {max} gracehook plans (--max-containers)"
+            ),
         }
     }
 }
@@ -219,6 +233,11 @@ fn decide(
     let Some(spec) = pod.spec.as_ref() else {
         return Ok(Decision::Skip(Skip::NoEligibleContainers));
     };
+    let count = spec.containers.len();
+    if count > settings.max_containers {
+        let max = settings.max_containers;
+        return Ok(Decision::Skip(Skip::TooManyContainers { count, max }));
+    }
     let inputs = PodInputs::read(annotations, settings, context.namespace_defaults, spec)?;
     // After the pod-level values: of several bad annotations, the first one
     // named stays the same whichever caller asks.
@@ -274,7 +293,10 @@ struct PodInputs<'a> {
     request_timeout: u64,
     margin: u64,
     drain_command: Option<String>,
+    /// `gracehook.io/containers` in its order, and as a set: a pod may list
+    /// thousands, and each container is looked up in it.
     only: Option<Vec<String>>,
+    only_set: Option<HashSet<String>>,
     windows: bool,
     /// Whether any per-container key is present: most pods have none, and
     /// then no key is built per container.
@@ -291,15 +313,21 @@ impl<'a> PodInputs<'a> {
         let defaults = settings
             .defaults
             .overlaid(namespace_defaults, settings.max_grace);
+        // Read in this order: of several bad annotations, the first named is
+        // the same here and in the admission policies.
+        let drain_delay = ann::duration(annotations, ann::DRAIN_DELAY)?;
+        let request_timeout = ann::duration(annotations, ann::REQUEST_TIMEOUT)?;
+        let margin = ann::duration(annotations, ann::MARGIN)?;
+        let drain_command = ann::command(annotations, ann::DRAIN_COMMAND)?;
+        let only = ann::container_list(annotations)?;
         Ok(PodInputs {
             settings,
-            drain_delay: ann::duration(annotations, ann::DRAIN_DELAY)?
-                .unwrap_or(defaults.drain_delay),
-            request_timeout: ann::duration(annotations, ann::REQUEST_TIMEOUT)?
-                .unwrap_or(defaults.request_timeout),
-            margin: ann::duration(annotations, ann::MARGIN)?.unwrap_or(defaults.margin),
-            drain_command: ann::command(annotations, ann::DRAIN_COMMAND)?,
-            only: ann::container_list(annotations)?,
+            drain_delay: drain_delay.unwrap_or(defaults.drain_delay),
+            request_timeout: request_timeout.unwrap_or(defaults.request_timeout),
+            margin: margin.unwrap_or(defaults.margin),
+            drain_command,
+            only: only.clone(),
+            only_set: only.map(|names| names.into_iter().collect()),
             windows: spec
                 .os
                 .as_ref()
@@ -312,9 +340,9 @@ impl<'a> PodInputs<'a> {
     fn selects(&self, name: &str) -> bool {
         !self.settings.skip_containers.contains(name)
             && self
-                .only
+                .only_set
                 .as_ref()
-                .is_none_or(|only| only.iter().any(|n| n == name))
+                .is_none_or(|only| only.contains(name))
     }
 
     fn container_plan(
@@ -395,22 +423,25 @@ impl<'a> PodInputs<'a> {
 /// Warnings about the pod's annotations as a whole: unknown keys, and
 /// `gracehook.io/containers` naming what it cannot select.
 fn pod_notes(annotations: &Annotations, spec: &PodSpec, only: Option<&[String]>) -> Vec<String> {
-    let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+    let names: HashSet<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
     let mut notes: Vec<String> = ann::unknown_keys(annotations, &names)
         .into_iter()
         .map(|key| format!("ignored unknown annotation {key}"))
         .collect();
-    let init = || {
-        spec.init_containers
-            .iter()
-            .flatten()
-            .map(|c| c.name.as_str())
+    let Some(only) = only else {
+        return notes;
     };
-    for missing in only.into_iter().flatten() {
-        if names.contains(&missing.as_str()) {
+    let init: HashSet<&str> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect();
+    for missing in only {
+        if names.contains(missing.as_str()) {
             continue;
         }
-        let why = if init().any(|n| n == missing) {
+        let why = if init.contains(missing.as_str()) {
             "an init container (init containers and native sidecars never get a hook)"
         } else {
             "not a container of this pod"

@@ -199,6 +199,9 @@ pub const DEFAULT_SKIP_CONTAINERS: &[&str] = &["istio-proxy", "linkerd-proxy"];
 pub const DEFAULT_EXCLUDE_NAMESPACES: &[&str] = &["kube-system", "kube-node-lease"];
 /// The largest grace period gracehook sets, in seconds.
 pub const DEFAULT_MAX_GRACE: u64 = 3600;
+/// `--max-containers`: far above any real pod, far below what a 3 MiB
+/// request can hold.
+pub const DEFAULT_MAX_CONTAINERS: usize = 1000;
 
 /// Everything the planner needs besides the pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,6 +218,10 @@ pub struct Settings {
     pub skip_containers: BTreeSet<String>,
     /// Namespaces whose pods are left alone even when the webhook is called.
     pub exclude_namespaces: BTreeSet<String>,
+    /// Pods with more containers are left untouched, with a warning: no
+    /// real pod has thousands, and planning and patching them is work an
+    /// admission should not do.
+    pub max_containers: usize,
     /// Makes `/mutate` behave like `/audit`.
     pub dry_run: bool,
 }
@@ -228,6 +235,7 @@ impl Default for Settings {
             max_grace: DEFAULT_MAX_GRACE,
             skip_containers: set(DEFAULT_SKIP_CONTAINERS),
             exclude_namespaces: set(DEFAULT_EXCLUDE_NAMESPACES),
+            max_containers: DEFAULT_MAX_CONTAINERS,
             dry_run: false,
         }
     }

@@ -2,7 +2,7 @@
 //! enforce-mode warnings. Kubernetes truncates warnings over 256 characters and
 //! kubectl prints them on one line, so every sentence is kept short.
 
-use super::plan::Plan;
+use super::plan::{Plan, Skip};
 
 /// The budget for the audit warning (`docs/admission.md`, "Audit mode").
 pub const AUDIT_WARNING_MAX: usize = 200;
@@ -79,6 +79,16 @@ pub fn enforce_warnings(plan: &Plan) -> Vec<String> {
         .chain(&plan.notes)
         .map(|n| truncate(&format!("{ENFORCE_PREFIX}{n}"), WARNING_MAX))
         .collect()
+}
+
+/// The warning for a pod left alone, when the reason deserves one.
+pub fn skip_warning(skip: &Skip, name: &str) -> Option<String> {
+    match skip {
+        Skip::TooManyContainers { .. } => {
+            Some(format!("gracehook: pod {name} left untouched: {skip}"))
+        }
+        _ => None,
+    }
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary, marking the cut.

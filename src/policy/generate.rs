@@ -70,10 +70,15 @@ pub fn generate(options: &Options) -> Policies {
         };
     }
     let selection = matching::namespaces(&[Mode::Enforce.as_str()], &options.settings);
-    let mutating = mutating::mutating(ENFORCE, &matching::enforced(), &core, &selection);
+    let mutating = mutating::mutating(
+        ENFORCE,
+        &matching::enforced(&options.settings),
+        &core,
+        &selection,
+    );
     let deny = validating::validating(Parts {
         name: ENFORCE,
-        conditions: matching::enforced(),
+        conditions: matching::enforced(&options.settings),
         variables: core.clone(),
         validations: vec![validation(
             "variables.problem == ''",
@@ -89,7 +94,7 @@ pub fn generate(options: &Options) -> Policies {
     notes_variables.extend(sentences::enforce_notes());
     let notes = validating::validating(Parts {
         name: NOTES,
-        conditions: matching::enforced(),
+        conditions: matching::enforced(&options.settings),
         variables: notes_variables,
         validations: vec![validation(
             "variables.problem != '' || size(variables.plan) == 0 || size(variables.notes) == 0",
@@ -125,7 +130,7 @@ fn audit(options: &Options, core: &[Variable]) -> Validating {
     let would = "variables.problem == '' && size(variables.plan) > 0 && variables.changes";
     validating::validating(Parts {
         name: AUDIT,
-        conditions: matching::handled(),
+        conditions: matching::handled(&options.settings),
         variables,
         validations: vec![validation(
             &format!("!variables.audited || variables.problem == '' && !({would})"),

@@ -109,7 +109,7 @@ fn pod_annotation(key: &str) -> String {
 
 /// The pods gracehook leaves alone whatever its mode: mirror pods, and pods
 /// opted out with the annotation `gracehook.io/inject: "false"`.
-pub fn handled() -> Vec<MatchCondition> {
+pub fn handled(settings: &Settings) -> Vec<MatchCondition> {
     vec![
         condition(
             "not-a-mirror-pod",
@@ -122,13 +122,21 @@ pub fn handled() -> Vec<MatchCondition> {
             "not-opted-out",
             format!("{} != 'false'", pod_annotation(ann::INJECT)),
         ),
+        // Skip::TooManyContainers, without the webhook's warning.
+        condition(
+            "not-too-many-containers",
+            format!(
+                "size(object.spec.containers) <= {}",
+                i64::try_from(settings.max_containers).unwrap_or(i64::MAX)
+            ),
+        ),
     ]
 }
 
 /// Enforce mode, unless the pod downgrades itself with
 /// `gracehook.io/mode: audit`.
-pub fn enforced() -> Vec<MatchCondition> {
-    let mut conditions = handled();
+pub fn enforced(settings: &Settings) -> Vec<MatchCondition> {
+    let mut conditions = handled(settings);
     conditions.push(condition(
         "not-downgraded-to-audit",
         format!("{} != 'audit'", pod_annotation(ann::MODE)),

@@ -1,6 +1,6 @@
 //! The admission layer (docs/admission.md), without the network.
 
-use crate::common::{admit, response_patch, review_for, web_pod};
+use crate::common::{TestPod, admit, response_patch, review_for, web_pod};
 use gracehook::admission::{Admission, AdmissionError, Endpoint, Outcome};
 use gracehook::planner::settings::Settings;
 use serde_json::{Value, json};
@@ -326,4 +326,32 @@ fn namespace_defaults_sit_between_the_flags_and_the_pod() {
         20,
         "pod over namespace"
     );
+}
+
+/// A pod with thousands of containers is not planned: allowed untouched,
+/// with a warning that says why, in both modes; at the limit it is planned.
+#[test]
+fn a_pod_over_max_containers_is_allowed_untouched_with_a_warning() {
+    let settings = Settings {
+        max_containers: 3,
+        ..Settings::default()
+    };
+    let names = ["a", "b", "c", "d"];
+    for endpoint in [Endpoint::Mutate, Endpoint::Audit] {
+        let pod = TestPod::with(&names).json();
+        let (response, outcome) = admit(settings.clone(), endpoint, &review_for(&pod, "shop"));
+        assert_eq!(outcome, Outcome::Skipped);
+        assert_eq!(response["response"]["allowed"], true);
+        assert!(response_patch(&response).is_none());
+        let warned = warnings(&response);
+        assert!(
+            warned.iter().any(|w| w.contains("left untouched")
+                && w.contains("4 containers")
+                && w.contains("--max-containers")),
+            "{warned:?}"
+        );
+        let pod = TestPod::with(&names[..3]).json();
+        let (_, outcome) = admit(settings.clone(), endpoint, &review_for(&pod, "shop"));
+        assert_ne!(outcome, Outcome::Skipped, "{endpoint:?}");
+    }
 }
