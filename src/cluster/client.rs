@@ -32,7 +32,8 @@ pub async fn server_version() -> Result<ServerVersion, ClusterError> {
     })
 }
 
-/// A client from `--kubeconfig`/`--context`, or inferred as kubectl does.
+/// A client from `--kubeconfig`/`--context`, or inferred as kubectl does,
+/// without kube's retry layer (see [`super::calls`]).
 pub async fn client(
     kubeconfig: Option<&std::path::Path>,
     context: Option<String>,
@@ -42,7 +43,7 @@ pub async fn client(
         context,
         ..Default::default()
     };
-    let config = match (kubeconfig, &options.context) {
+    let mut config = match (kubeconfig, &options.context) {
         (Some(path), _) => {
             let file = Kubeconfig::read_from(path).map_err(ClusterError::Kubeconfig)?;
             Config::from_custom_kubeconfig(file, &options)
@@ -54,5 +55,8 @@ pub async fn client(
             .map_err(ClusterError::Kubeconfig)?,
         (None, None) => Config::infer().await.map_err(ClusterError::Infer)?,
     };
+    // `calls` retries each call itself, also on 500 and 502, within bounds a
+    // command line can wait for; kube's own layer (15 tries) would multiply.
+    config.default_retry = false;
     kube::Client::try_from(config).map_err(ClusterError::Config)
 }

@@ -1,9 +1,11 @@
 //! The cluster side, never on the request path: the API client and version
 //! ([`client`]), the watched namespace defaults ([`namespaces`]), and
-//! `gracehook audit` — listing the workloads ([`workloads`]) and assessing
-//! them ([`risks`]). It may use the planner and the admission layer's
-//! types, never the server or the command line.
+//! `gracehook audit` — listing the workloads ([`workloads`]) through calls
+//! that retry and survive expired lists ([`calls`]), and assessing them
+//! ([`risks`]). It may use the planner and the admission layer's types,
+//! never the server or the command line.
 
+pub mod calls;
 pub mod client;
 mod error;
 pub mod namespaces;
@@ -11,4 +13,4 @@ pub mod risks;
 pub mod workloads;
 
 pub use client::{ServerVersion, client, server_version};
-pub use error::ClusterError;
+pub use error::{CallError, ClusterError};

@@ -1,22 +1,19 @@
 //! The workloads of a cluster, as `gracehook audit` reads them: Deployments,
 //! StatefulSets, DaemonSets, ReplicaSets and Pods without an owner, CronJobs.
-//! Listed page by page with list permission only (`manifests/audit`); each
-//! page is handed on and dropped, so memory does not grow with the cluster.
+//! Listed page by page with list permission only (`manifests/audit`), by
+//! [`calls`]; each page is handed on and dropped, so memory does not grow
+//! with the cluster.
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::ListParams;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
+use super::calls::{self, Retry};
 use super::error::ClusterError;
-
-/// Objects per list call: a page of Deployments with large annotations can
-/// be megabytes, and it is all in memory at once.
-const PAGE_SIZE: u32 = 100;
 
 /// A workload's pod template, as listed.
 #[derive(Debug, Clone)]
@@ -110,111 +107,102 @@ impl Kind for Pod {
     }
 }
 
-/// The Namespaces in scope (all of them when `namespace` is `None`), for
-/// their mode label and default annotations.
-pub async fn namespaces(
-    client: &Client,
-    namespace: Option<&str>,
-) -> Result<Vec<Namespace>, ClusterError> {
+/// Every Namespace, for its mode label and default annotations.
+pub async fn namespaces(client: &Client, retry: &Retry) -> Result<Vec<Namespace>, ClusterError> {
     let mut found = Vec::new();
-    for_each_page(
-        Api::<Namespace>::all(client.clone()),
-        "namespaces",
-        |page| {
-            found.extend(
-                page.into_iter()
-                    .filter(|ns| namespace.is_none() || ns.metadata.name.as_deref() == namespace),
-            );
-        },
-    )
-    .await?;
+    let url = Api::<Namespace>::all(client.clone())
+        .resource_url()
+        .to_string();
+    calls::for_each_page(client, retry, &url, "namespaces", |page| found.extend(page)).await?;
     Ok(found)
+}
+
+/// The Namespace `name` alone (`get` permission on it is enough, which a
+/// RoleBinding in that namespace can grant); an error when there is none.
+pub async fn namespace(
+    client: &Client,
+    retry: &Retry,
+    name: &str,
+) -> Result<Namespace, ClusterError> {
+    let url = Api::<Namespace>::all(client.clone())
+        .resource_url()
+        .to_string();
+    calls::get_one(
+        client,
+        retry,
+        &url,
+        name,
+        format!("getting namespace {name}"),
+    )
+    .await?
+    .ok_or_else(|| ClusterError::NoSuchNamespace(name.to_string()))
 }
 
 /// Hands every workload of `namespace` (all when `None`) to `visit`, and the
 /// count of each kind listed to `progress`.
 pub async fn visit(
     client: &Client,
+    retry: &Retry,
     namespace: Option<&str>,
     mut progress: impl FnMut(&'static str, usize),
     mut visit: impl FnMut(Workload),
 ) -> Result<(), ClusterError> {
+    let lister = Lister {
+        client,
+        retry,
+        namespace,
+    };
     progress(
         Deployment::PLURAL,
-        visit_kind::<Deployment>(client, namespace, &mut visit).await?,
+        lister.kind::<Deployment>(&mut visit).await?,
     );
     progress(
         StatefulSet::PLURAL,
-        visit_kind::<StatefulSet>(client, namespace, &mut visit).await?,
+        lister.kind::<StatefulSet>(&mut visit).await?,
     );
     progress(
         DaemonSet::PLURAL,
-        visit_kind::<DaemonSet>(client, namespace, &mut visit).await?,
+        lister.kind::<DaemonSet>(&mut visit).await?,
     );
     progress(
         ReplicaSet::PLURAL,
-        visit_kind::<ReplicaSet>(client, namespace, &mut visit).await?,
+        lister.kind::<ReplicaSet>(&mut visit).await?,
     );
-    progress(
-        CronJob::PLURAL,
-        visit_kind::<CronJob>(client, namespace, &mut visit).await?,
-    );
-    progress(
-        Pod::PLURAL,
-        visit_kind::<Pod>(client, namespace, &mut visit).await?,
-    );
+    progress(CronJob::PLURAL, lister.kind::<CronJob>(&mut visit).await?);
+    progress(Pod::PLURAL, lister.kind::<Pod>(&mut visit).await?);
     Ok(())
 }
 
-async fn visit_kind<K: Kind>(
-    client: &Client,
-    namespace: Option<&str>,
-    visit: &mut impl FnMut(Workload),
-) -> Result<usize, ClusterError> {
-    let api = match namespace {
-        Some(ns) => Api::<K>::namespaced(client.clone(), ns),
-        None => Api::<K>::all(client.clone()),
-    };
-    for_each_page(api, K::PLURAL, |page| {
-        for object in page {
-            let meta = object.meta();
-            let (namespace, name) = (meta.namespace.clone(), meta.name.clone());
-            if let Some(template) = object.template() {
-                visit(Workload {
-                    kind: K::KIND,
-                    namespace: namespace.unwrap_or_default(),
-                    name: name.unwrap_or_default(),
-                    template,
-                });
-            }
-        }
-    })
-    .await
+struct Lister<'a> {
+    client: &'a Client,
+    retry: &'a Retry,
+    namespace: Option<&'a str>,
 }
 
-/// Lists `api` page by page, handing each page to `f`; returns the count.
-async fn for_each_page<K>(
-    api: Api<K>,
-    what: &'static str,
-    mut f: impl FnMut(Vec<K>),
-) -> Result<usize, ClusterError>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    let mut params = ListParams::default().limit(PAGE_SIZE);
-    let mut listed = 0;
-    loop {
-        let page = api
-            .list(&params)
-            .await
-            .map_err(|source| ClusterError::List { what, source })?;
-        listed += page.items.len();
-        tracing::debug!(what, items = page.items.len(), "listed a page");
-        let next = page.metadata.continue_.filter(|c| !c.is_empty());
-        f(page.items);
-        match next {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(listed),
-        }
+impl Lister<'_> {
+    async fn kind<K: Kind>(&self, visit: &mut impl FnMut(Workload)) -> Result<usize, ClusterError> {
+        let (api, what) = match self.namespace {
+            Some(ns) => (
+                Api::<K>::namespaced(self.client.clone(), ns),
+                format!("{} in namespace {ns}", K::PLURAL),
+            ),
+            None => (Api::<K>::all(self.client.clone()), K::PLURAL.to_string()),
+        };
+        let url = api.resource_url().to_string();
+        calls::for_each_page(self.client, self.retry, &url, &what, |page: Vec<K>| {
+            for object in page {
+                let meta = object.meta();
+                let (namespace, name) = (meta.namespace.clone(), meta.name.clone());
+                if let Some(template) = object.template() {
+                    visit(Workload {
+                        kind: K::KIND,
+                        namespace: namespace.unwrap_or_default(),
+                        name: name.unwrap_or_default(),
+                        template,
+                    });
+                }
+            }
+        })
+        .await
     }
 }

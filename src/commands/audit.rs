@@ -5,8 +5,9 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
+use gracehook::cluster::calls::Retry;
 use gracehook::cluster::risks::{self, Finding, Tally};
-use gracehook::cluster::{self, workloads};
+use gracehook::cluster::{self, ClusterError, workloads};
 use gracehook::planner::annotations::namespace_defaults;
 use k8s_openapi::api::core::v1::Namespace;
 
@@ -38,7 +39,7 @@ pub struct AuditArgs {
     /// table for people, json for scripts.
     #[arg(short = 'o', long, env = "GRACEHOOK_AUDIT_OUTPUT", value_enum, default_value_t = AuditOutput::Table)]
     pub output: AuditOutput,
-    /// Exit 1 when any workload is at risk (for CI).
+    /// Exit 3 when any workload is at risk (for CI).
     #[arg(long, env = "GRACEHOOK_FAIL_ON_RISK")]
     pub fail_on_risk: bool,
     /// The plan.
@@ -62,34 +63,49 @@ impl AuditArgs {
 pub enum AuditOutput {
     /// An aligned table and a summary line.
     Table,
-    /// `{"workloads": [...], "summary": {...}}`.
+    /// `{"workloads": [...], "summary": {..., "complete": true}}`.
     Json,
 }
 
 pub(super) fn run(args: AuditArgs) -> Result<(), CommandError> {
     crypto_provider();
-    let settings = args.planning.settings();
     let colour = std::io::stdout().is_terminal();
     let mut report = Report::new(std::io::stdout().lock(), args.output, colour);
-    runtime(false)?.block_on(async {
-        let client = cluster::client(args.kubeconfig.as_deref(), args.context.clone()).await?;
-        let namespaces = workloads::namespaces(&client, args.scope()).await?;
-        progress("namespaces", namespaces.len());
-        workloads::visit(&client, args.scope(), progress, |workload| {
-            let namespace = namespaces
-                .iter()
-                .find(|n| n.metadata.name.as_deref() == Some(&workload.namespace));
-            let (mode, defaults) = mode_and_defaults(namespace);
-            report.add(risks::assess(&workload, mode, &defaults, &settings));
-        })
-        .await?;
-        Ok::<_, CommandError>(())
-    })?;
-    let (tally, _) = report.finish()?;
+    let listed = runtime(false)?.block_on(list(&args, &mut report));
+    // The report is closed either way: JSON stays one document.
+    let error = listed.as_ref().err().map(ToString::to_string);
+    let (tally, _) = report.finish(error.as_deref())?;
+    if listed.is_err() {
+        eprintln!(
+            "audit: the report is incomplete: {} workloads listed before the error",
+            tally.total
+        );
+    }
+    listed?;
     if args.fail_on_risk && tally.at_risk > 0 {
         return Err(CommandError::AtRisk(tally.line()));
     }
     Ok(())
+}
+
+/// Lists the namespaces in scope, then the workloads, into `report`.
+async fn list<W: Write>(args: &AuditArgs, report: &mut Report<W>) -> Result<(), ClusterError> {
+    let settings = args.planning.settings();
+    let retry = Retry::default();
+    let client = cluster::client(args.kubeconfig.as_deref(), args.context.clone()).await?;
+    let namespaces = match args.scope() {
+        Some(name) => vec![workloads::namespace(&client, &retry, name).await?],
+        None => workloads::namespaces(&client, &retry).await?,
+    };
+    progress("namespaces", namespaces.len());
+    workloads::visit(&client, &retry, args.scope(), progress, |workload| {
+        let namespace = namespaces
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(&workload.namespace));
+        let (mode, defaults) = mode_and_defaults(namespace);
+        report.add(risks::assess(&workload, mode, &defaults, &settings));
+    })
+    .await
 }
 
 fn progress(what: &str, count: usize) {
@@ -184,8 +200,9 @@ impl<W: Write> Report<W> {
         }
     }
 
-    /// Prints what is left and the summary; returns the counts.
-    fn finish(mut self) -> Result<(Tally, W), CommandError> {
+    /// Prints what is left and the summary, which says whether the report
+    /// is complete (`error` is why not); returns the counts.
+    fn finish(mut self, error: Option<&str>) -> Result<(Tally, W), CommandError> {
         self.print_chunk();
         if let Some(e) = self.failed {
             return Err(e.into());
@@ -195,11 +212,15 @@ impl<W: Write> Report<W> {
         match self.output {
             AuditOutput::Table => writeln!(out, "{line}")?,
             AuditOutput::Json => {
-                let summary = serde_json::json!({
+                let mut summary = serde_json::json!({
                     "total": self.tally.total,
                     "atRisk": self.tally.at_risk,
                     "text": line,
+                    "complete": error.is_none(),
                 });
+                if let (Some(error), Some(fields)) = (error, summary.as_object_mut()) {
+                    fields.insert("error".into(), error.into());
+                }
                 let summary = serde_json::to_string_pretty(&summary)?.replace('\n', "\n  ");
                 let open = if self.printed == 0 {
                     "{\n  \"workloads\": ["
@@ -239,7 +260,7 @@ mod tests {
         for i in 0..count {
             report.add(finding(&format!("d{i}"), i % 3 == 0));
         }
-        let (tally, out) = report.finish().unwrap();
+        let (tally, out) = report.finish(None).unwrap();
         (String::from_utf8(out).unwrap(), tally)
     }
 
@@ -254,13 +275,29 @@ mod tests {
                 .collect();
             let whole = serde_json::json!({
                 "workloads": findings,
-                "summary": { "total": count, "atRisk": tally.at_risk, "text": tally.line() },
+                "summary": {
+                    "total": count, "atRisk": tally.at_risk, "text": tally.line(), "complete": true,
+                },
             });
             assert_eq!(
                 text,
                 serde_json::to_string_pretty(&whole).unwrap() + "\n",
                 "{count}"
             );
+        }
+    }
+
+    /// A listing that fails mid-way still closes the document, and says so.
+    #[test]
+    fn an_incomplete_report_is_still_one_json_document() {
+        for count in [0, 1, CHUNK + 1] {
+            let mut report = Report::new(Vec::new(), AuditOutput::Json, false);
+            (0..count).for_each(|i| report.add(finding(&format!("d{i}"), false)));
+            let (_, out) = report.finish(Some("listing pods: gone")).unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(json["workloads"].as_array().unwrap().len(), count);
+            assert_eq!(json["summary"]["complete"], false, "{count}");
+            assert_eq!(json["summary"]["error"], "listing pods: gone");
         }
     }
 

@@ -1,5 +1,6 @@
-//! Why a command failed: every variant exits 1 (`docs/cli.md`, "Exit
-//! codes"), and keeps the error it came from.
+//! Why a command failed: every variant exits 1 but `audit --fail-on-risk`
+//! finding risks, which exits 3 (`docs/cli.md`, "Exit codes"); each keeps
+//! the error it came from.
 
 use thiserror::Error;
 
@@ -9,7 +10,7 @@ use gracehook::planner::offline::ManifestError;
 use gracehook::server::ServeError;
 use gracehook::server::tls::certs::CertsError;
 
-/// Why a command failed; every one exits 1 (`docs/cli.md`, "Exit codes").
+/// Why a command failed; see [`CommandError::exit_code`].
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum CommandError {
@@ -69,9 +70,20 @@ pub enum CommandError {
     /// Certificates could not be made.
     #[error(transparent)]
     Certs(#[from] CertsError),
-    /// `audit --fail-on-risk` found workloads at risk.
+    /// `audit --fail-on-risk` found workloads at risk (in a complete report).
     #[error("{0}")]
     AtRisk(String),
+}
+
+impl CommandError {
+    /// 3 for workloads at risk, so that CI tells a finding from a failure to
+    /// look (an incomplete audit is a failure); 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CommandError::AtRisk(_) => 3,
+            _ => 1,
+        }
+    }
 }
 
 /// One line per error, each naming the file; `main` prefixes the first

@@ -16,6 +16,7 @@ mod common;
 
 mod admission;
 mod audit;
+mod audit_api;
 mod cli;
 mod drain_commands;
 mod manifests;

@@ -283,12 +283,18 @@ fn self_signed_overlay_renders_with_generated_certificates() {
 }
 
 #[test]
+/// List only, but `get` on namespaces for `audit -n`.
 fn audit_role_only_lists() {
     let objects = render(&repo().join("manifests/audit"));
     let role = find(&objects, "ClusterRole", "gracehook-audit");
     let mut resources = Vec::new();
     for rule in role["rules"].as_array().unwrap() {
-        assert_eq!(rule["verbs"], serde_json::json!(["list"]), "{rule}");
+        let verbs = if rule["resources"] == serde_json::json!(["namespaces"]) {
+            serde_json::json!(["get", "list"])
+        } else {
+            serde_json::json!(["list"])
+        };
+        assert_eq!(rule["verbs"], verbs, "{rule}");
         resources.extend(
             rule["resources"]
                 .as_array()
