@@ -37,10 +37,7 @@ pub(super) struct Unread {
 /// The whole body, or why not: over `limit` bytes (413, known from
 /// Content-Length before anything is read), or cut off (400).
 pub(super) async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Unread> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(headers);
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large(body));
     }
@@ -74,6 +71,14 @@ pub(super) async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Resul
         }
     }
     Ok(whole.unwrap_or_else(|| Bytes::from(more)))
+}
+
+/// The body's length as its Content-Length declares it.
+pub(super) fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 fn too_large(body: Body) -> Unread {

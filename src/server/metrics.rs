@@ -31,15 +31,22 @@ pub enum Answered {
     BadRequest,
     /// gracehook failed (HTTP 500).
     Error,
+    /// Refused unread for want of memory (HTTP 503): the API server applies
+    /// the webhook's `failurePolicy`.
+    Shed,
+    /// The body did not arrive in time (HTTP 408).
+    Timeout,
 }
 
 impl Answered {
     /// Every value, for the series created at start-up.
     pub fn all() -> impl Iterator<Item = Answered> {
-        Outcome::ALL
-            .into_iter()
-            .map(Answered::Review)
-            .chain([Answered::BadRequest, Answered::Error])
+        Outcome::ALL.into_iter().map(Answered::Review).chain([
+            Answered::BadRequest,
+            Answered::Error,
+            Answered::Shed,
+            Answered::Timeout,
+        ])
     }
 
     /// The label value.
@@ -48,6 +55,8 @@ impl Answered {
             Answered::Review(outcome) => outcome.as_str(),
             Answered::BadRequest => "bad_request",
             Answered::Error => "error",
+            Answered::Shed => "shed",
+            Answered::Timeout => "timeout",
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -13,6 +13,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use super::body::{self, Unread};
@@ -23,12 +24,60 @@ use crate::admission::{Admission, AdmissionError, Endpoint, Reviewed, wire};
 /// for the old object of an update plus the review around them.
 pub const MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
 
+/// Bytes of request bodies held at once, across all requests: with what
+/// parsing them costs, this keeps the server under its memory limit
+/// (`docs/operations.md`, "Memory"). A body that does not fit is refused
+/// unread (503), and the API server applies the webhook's failurePolicy.
+pub const MAX_BODY_BYTES_IN_FLIGHT: usize = 16 * 1024 * 1024;
+
+/// A body must arrive within this, once its headers have.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bodies above this are reviewed on a blocking thread, so that one huge
+/// pod does not hold up the runtime's workers, and with them probes and
+/// other reviews. Below it, the hand-over would cost more than the review.
+pub const BLOCKING_REVIEW_BYTES: usize = 256 * 1024;
+
 /// What the admission routes read.
 pub struct AppState {
     /// The admission layer.
     pub admission: Admission,
     /// Where requests are counted.
     pub metrics: Arc<Metrics>,
+    /// Room for request bodies ([`MAX_BODY_BYTES_IN_FLIGHT`]).
+    pub bodies: BodyBudget,
+}
+
+impl AppState {
+    /// The state of a server with the default body budget.
+    pub fn new(admission: Admission, metrics: Arc<Metrics>) -> AppState {
+        AppState {
+            admission,
+            metrics,
+            bodies: BodyBudget::new(MAX_BODY_BYTES_IN_FLIGHT),
+        }
+    }
+}
+
+/// Room for request bodies held at once, counted in KiB.
+pub struct BodyBudget(Arc<Semaphore>);
+
+impl BodyBudget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: usize) -> BodyBudget {
+        BodyBudget(Arc::new(Semaphore::new(kib(bytes))))
+    }
+
+    /// Room for a body of `bytes`, held until the permit is dropped; `None`
+    /// when there is none now.
+    fn reserve(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let kib = u32::try_from(kib(bytes)).unwrap_or(u32::MAX);
+        self.0.clone().try_acquire_many_owned(kib).ok()
+    }
+}
+
+fn kib(bytes: usize) -> usize {
+    bytes.div_ceil(1024).min(Semaphore::MAX_PERMITS)
 }
 
 /// `/mutate` and `/audit`; every other path or method gets a JSON error.
@@ -36,7 +85,7 @@ pub fn admission_router(state: Arc<AppState>) -> Router {
     let route = |endpoint: Endpoint| -> MethodRouter<Arc<AppState>> {
         post(
             move |State(state): State<Arc<AppState>>, request: Request| async move {
-                handle(&state, endpoint, request).await
+                handle(state, endpoint, request).await
             },
         )
         .fallback(|request: Request| async move {
@@ -103,11 +152,11 @@ impl Answer {
     }
 }
 
-async fn handle(state: &AppState, endpoint: Endpoint, request: Request) -> Response {
+async fn handle(state: Arc<AppState>, endpoint: Endpoint, request: Request) -> Response {
     let _inflight = state.metrics.inflight();
     let started = Instant::now();
     let version = request.version();
-    let answer = answer(&state.admission, endpoint, request).await;
+    let answer = answer(&state, endpoint, request).await;
     let elapsed = started.elapsed();
     state
         .metrics
@@ -116,7 +165,7 @@ async fn handle(state: &AppState, endpoint: Endpoint, request: Request) -> Respo
     answer.response
 }
 
-async fn answer(admission: &Admission, endpoint: Endpoint, request: Request) -> Answer {
+async fn answer(state: &Arc<AppState>, endpoint: Endpoint, request: Request) -> Answer {
     let (parts, body) = request.into_parts();
     if !is_json(&parts.headers) {
         let unread = Unread {
@@ -126,11 +175,53 @@ async fn answer(admission: &Admission, endpoint: Endpoint, request: Request) -> 
         };
         return Answer::unread(unread, &parts).await;
     }
-    let body: Bytes = match body::read(&parts.headers, body, MAX_BODY_BYTES).await {
-        Ok(body) => body,
-        Err(unread) => return Answer::unread(unread, &parts).await,
+    // A body of unknown length may be as long as the limit.
+    let room = body::declared_length(&parts.headers).map_or(MAX_BODY_BYTES, |n| {
+        usize::try_from(n).map_or(MAX_BODY_BYTES, |n| n.min(MAX_BODY_BYTES))
+    });
+    let Some(_room) = state.bodies.reserve(room) else {
+        let unread = Unread {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "too many request bodies in flight; try again".to_string(),
+            body,
+        };
+        let answer = Answer::unread(unread, &parts).await;
+        return Answer {
+            answered: Answered::Shed,
+            ..answer
+        };
     };
-    match admission.review_bytes(endpoint, &body) {
+    let read = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        body::read(&parts.headers, body, MAX_BODY_BYTES),
+    );
+    let body: Bytes = match read.await {
+        Ok(Ok(body)) => body,
+        Ok(Err(unread)) => return Answer::unread(unread, &parts).await,
+        Err(_) => {
+            let message = format!(
+                "the request body did not arrive within {}s",
+                BODY_READ_TIMEOUT.as_secs()
+            );
+            return Answer::failed(StatusCode::REQUEST_TIMEOUT, Answered::Timeout, &message);
+        }
+    };
+    let reviewed = if body.len() > BLOCKING_REVIEW_BYTES {
+        let state = state.clone();
+        let blocking =
+            tokio::task::spawn_blocking(move || state.admission.review_bytes(endpoint, &body));
+        match blocking.await {
+            Ok(reviewed) => reviewed,
+            Err(error) => {
+                tracing::error!(%error, "the review task failed");
+                let status = StatusCode::INTERNAL_SERVER_ERROR;
+                return Answer::failed(status, Answered::Error, "internal error");
+            }
+        }
+    } else {
+        state.admission.review_bytes(endpoint, &body)
+    };
+    match reviewed {
         Ok(reviewed) => serialise(reviewed),
         Err(e) => failed_review(&e),
     }

@@ -12,13 +12,35 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use super::args::ServerArgs;
-use super::connections;
+use super::connections::{self, Limits};
 use super::error::ServeError;
 use super::metrics::Metrics;
 use super::routes::{AppState, OpsState, admission_router, ops_router};
 use super::shutdown;
 use super::tls::{self, Reloader, ServingCert, TlsFiles};
 use crate::admission::Admission;
+
+/// The admission port's deadlines (`docs/operations.md`, "Connection
+/// limits"); `--max-connections` sets the cap.
+const ADMISSION_LIMITS: Limits = Limits {
+    max_connections: 1024,
+    // The API server sends its request as soon as it has connected.
+    first_request: Duration::from_secs(10),
+    // Above nothing the API server needs: it reuses a connection at once or
+    // lets it go after its own idle timeout.
+    idle: Duration::from_secs(60),
+    http2_max_age: Duration::from_secs(600),
+};
+
+/// The operations port: a few scrapers and the kubelet's probes.
+const OPS_LIMITS: Limits = Limits {
+    max_connections: 64,
+    first_request: Duration::from_secs(10),
+    idle: Duration::from_secs(60),
+    http2_max_age: Duration::from_secs(600),
+};
+
+const OPS_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs the server until a shutdown signal, then drains and returns.
 pub async fn run(
@@ -41,14 +63,17 @@ pub async fn run(
         metrics: metrics.clone(),
         ready: true.into(),
     });
+    let ops_app = ops_router(ops.clone());
     let ops_server = shutdown::Stoppable::spawn(|stopped| {
-        axum::serve(ops_listener, ops_router(ops.clone()))
-            .with_graceful_shutdown(stopped)
-            .into_future()
+        connections::accept_loop(ops_listener, None, ops_app, OPS_LIMITS, stopped)
     });
-    let app = admission_router(Arc::new(AppState { admission, metrics }));
+    let app = admission_router(Arc::new(AppState::new(admission, metrics)));
+    let limits = Limits {
+        max_connections: args.max_connections,
+        ..ADMISSION_LIMITS
+    };
     let server = shutdown::Stoppable::spawn(|stopped| {
-        connections::accept_loop(listener, acceptor, app, args.max_connections, stopped)
+        connections::accept_loop(listener, Some(acceptor), app, limits, stopped)
     });
     tracing::info!(%addr, metrics = %ops_addr, "serving admission webhook");
 
@@ -64,7 +89,10 @@ pub async fn run(
         () = drained => {}
         signal = signals.next() => return Err(ServeError::Aborted { signal }),
     }
-    ops_server.stop().await;
+    if let Some(open) = ops_server.stop().await {
+        // Probes and scrapes are quick; do not wait on a stuck one.
+        let _ = tokio::time::timeout(OPS_SHUTDOWN_TIMEOUT, open.shutdown()).await;
+    }
     tracing::info!("shutdown complete");
     Ok(())
 }

@@ -6,10 +6,10 @@
 use std::future::Future;
 use std::time::Duration;
 
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::connections::Open;
 use super::error::ServeError;
 
 /// SIGTERM (the kubelet) and SIGINT (Ctrl-C).
@@ -76,7 +76,7 @@ impl<T: Send + 'static> Stoppable<T> {
 
 /// The shutdown after readiness has failed: serve on for `delay`, stop
 /// accepting, give the open connections up to `timeout` to finish.
-pub(super) async fn drain(server: Stoppable<GracefulShutdown>, delay: Duration, timeout: Duration) {
+pub(super) async fn drain(server: Stoppable<Open>, delay: Duration, timeout: Duration) {
     tokio::time::sleep(delay).await;
     tracing::info!("no longer accepting connections; finishing requests in flight");
     let Some(connections) = server.stop().await else {

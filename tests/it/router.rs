@@ -12,7 +12,7 @@ use gracehook::admission::Admission;
 use gracehook::planner::settings::Settings;
 use gracehook::server::metrics::Metrics;
 use gracehook::server::routes::{
-    AppState, OpsState, admission_router, ops_router, with_panic_guard,
+    AppState, BodyBudget, OpsState, admission_router, ops_router, with_panic_guard,
 };
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -52,10 +52,10 @@ async fn a_panicking_handler_becomes_a_500_and_the_router_keeps_serving() {
 #[tokio::test]
 async fn admission_router_answers_reviews_and_counts_them() {
     let metrics = Arc::new(Metrics::new());
-    let router = admission_router(Arc::new(AppState {
-        admission: Admission::new(Settings::default()),
-        metrics: metrics.clone(),
-    }));
+    let router = admission_router(Arc::new(AppState::new(
+        Admission::new(Settings::default()),
+        metrics.clone(),
+    )));
     let review = common::review_for(&common::web_pod(serde_json::json!({})), "shop");
     let request = Request::post("/mutate")
         .header("content-type", "application/json; charset=utf-8")
@@ -105,4 +105,42 @@ async fn readiness_follows_the_flag() {
     ] {
         assert!(text.contains(name), "{name} missing");
     }
+}
+
+/// With no room left for another body, a review is refused unread with 503
+/// (the API server then applies the webhook's failurePolicy), and counted.
+#[tokio::test]
+async fn a_body_that_does_not_fit_the_budget_is_shed_and_counted() {
+    let metrics = Arc::new(Metrics::new());
+    let state = Arc::new(AppState {
+        admission: Admission::new(Settings::default()),
+        metrics: metrics.clone(),
+        bodies: BodyBudget::new(4 * 1024),
+    });
+    let review = serde_json::to_vec(&common::review_for(
+        &common::web_pod(serde_json::json!({ "big": "x".repeat(8 * 1024) })),
+        "shop",
+    ))
+    .unwrap();
+    let request = |body: Vec<u8>| {
+        Request::post("/mutate")
+            .header("content-type", "application/json")
+            .header("content-length", body.len())
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let (status, body) = call(admission_router(state.clone()), request(review)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let small = serde_json::to_vec(&common::review_for(
+        &common::web_pod(serde_json::json!({})),
+        "shop",
+    ))
+    .unwrap();
+    let (status, body) = call(admission_router(state), request(small)).await;
+    assert_eq!(status, StatusCode::OK, "the room is back: {body}");
+    let text = metrics.encode();
+    assert!(
+        text.contains(r#"gracehook_admission_requests_total{path="/mutate",outcome="shed"} 1"#),
+        "{text}"
+    );
 }

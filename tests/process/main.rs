@@ -14,5 +14,6 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod held_slots;
 mod reliability;
 mod serve;
