@@ -75,21 +75,31 @@ struct SpecView {
 struct ContainerView {
     #[serde(default)]
     name: Option<String>,
+    /// Boxed: most containers have none, and a pod may have thousands of
+    /// containers (a `Lifecycle` is hundreds of bytes inline).
     #[serde(default)]
-    lifecycle: Option<Lifecycle>,
+    lifecycle: Option<Box<Lifecycle>>,
 }
 
 impl ContainerView {
     fn into_container(self) -> Container {
         Container {
             name: self.name.unwrap_or_default(),
-            lifecycle: self.lifecycle,
+            lifecycle: self.lifecycle.map(|l| *l),
             ..Container::default()
         }
     }
 }
 
 impl PodView {
+    /// How many containers `spec.containers` has.
+    pub fn container_count(&self) -> usize {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.containers.as_ref())
+            .map_or(0, Vec::len)
+    }
+
     /// The k8s-openapi Pod with the fields read, every other field unset.
     pub fn into_pod(self) -> Pod {
         let spec = self.spec.map(|s| PodSpec {

@@ -24,13 +24,52 @@ pub(super) fn parse_untyped(body: &[u8]) -> Result<AdmissionReview<DynamicObject
 /// How the request's object becomes a Pod.
 pub(super) type ToPod<K> = fn(K) -> Result<Pod, serde_json::Error>;
 
-pub(super) fn viewed_pod(view: PodView) -> Result<Pod, serde_json::Error> {
+/// How a request's object of type `K` is read.
+pub(super) struct Reader<K> {
+    pub to_pod: ToPod<K>,
+    pub containers: CountContainers<K>,
+}
+
+/// The fast path's object.
+pub(super) const VIEWED: Reader<PodView> = Reader {
+    to_pod: viewed_pod,
+    containers: viewed_containers,
+};
+
+/// The slow path's object.
+pub(super) const UNTYPED: Reader<DynamicObject> = Reader {
+    to_pod: untyped_pod,
+    containers: untyped_containers,
+};
+
+fn viewed_pod(view: PodView) -> Result<Pod, serde_json::Error> {
     Ok(view.into_pod())
+}
+
+/// How many containers the request's object has, counted before it becomes
+/// a Pod: a pod of thousands is not planned, and not built either.
+pub(super) type CountContainers<K> = fn(&K) -> usize;
+
+fn viewed_containers(view: &PodView) -> usize {
+    view.container_count()
+}
+
+fn untyped_containers(object: &DynamicObject) -> usize {
+    object
+        .data
+        .pointer("/spec/containers")
+        .and_then(serde_json::Value::as_array)
+        .map_or(0, Vec::len)
+}
+
+/// The request's object, as far as it can be seen without converting it.
+pub(super) fn object<K: Resource>(request: &AdmissionRequest<K>) -> Option<&K> {
+    request.object.as_ref()
 }
 
 /// The slow path: a pod that did not parse as a view, converted again to
 /// find out why.
-pub(super) fn untyped_pod(object: DynamicObject) -> Result<Pod, serde_json::Error> {
+fn untyped_pod(object: DynamicObject) -> Result<Pod, serde_json::Error> {
     let spec = match object.data.get("spec") {
         None | Some(serde_json::Value::Null) => None,
         Some(spec) => Some(PodSpec::deserialize(spec)?),

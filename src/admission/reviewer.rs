@@ -2,7 +2,7 @@
 //! planner. `serve` and `review` both call [`Admission::review_bytes`], so
 //! the command line exercises exactly what the API server gets.
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::admission::{AdmissionResponse, AdmissionReview};
 use kube::core::{DynamicObject, Resource};
 
@@ -12,7 +12,7 @@ use super::namespaces::SharedLookup;
 use super::request::{self, Asker};
 use super::response;
 use super::review::{Outcome, Reviewed};
-use crate::planner::{Mode, NamespaceDefaults, Planned, Settings, plan_in};
+use crate::planner::{Decision, Mode, NamespaceDefaults, Planned, Settings, Skip, plan_in};
 
 /// Answers AdmissionReviews with the planner.
 #[derive(Clone)]
@@ -59,10 +59,10 @@ impl Admission {
         body: &[u8],
     ) -> Result<Reviewed, AdmissionError> {
         if let Some(review) = request::parse_pod(body) {
-            return self.answer(endpoint, review, request::viewed_pod);
+            return self.answer(endpoint, review, request::VIEWED);
         }
         let review = request::parse_untyped(body)?;
-        self.answer(endpoint, review, request::untyped_pod)
+        self.answer(endpoint, review, request::UNTYPED)
     }
 
     /// Answers a review in place: a Pod is a large struct, and moving it
@@ -71,7 +71,7 @@ impl Admission {
         &self,
         endpoint: Endpoint,
         mut review: AdmissionReview<K>,
-        to_pod: request::ToPod<K>,
+        read: request::Reader<K>,
     ) -> Result<Reviewed, AdmissionError> {
         let types = review.types;
         let request = review.request.as_mut().ok_or(AdmissionError::NoRequest)?;
@@ -83,19 +83,28 @@ impl Admission {
         if !request::is_pod_create(request) {
             return Ok(asker.reviewed(response.into_review(), Outcome::Ignored, mode));
         }
-        let pod = request::pod(request, &asker.uid, to_pod)?;
-        let namespace = request
-            .namespace
-            .as_deref()
-            .or(pod.metadata.namespace.as_deref());
-        let Planned { mode, decision } = plan_in(
-            &pod,
-            namespace,
-            &self.settings,
-            &self.namespace_defaults(namespace),
-            mode,
-        );
-        let asker = asker.named_after(&pod);
+        let count = request::object(request).map_or(0, read.containers);
+        let max = self.settings.max_containers;
+        let (asker, Planned { mode, decision }) = if count > max {
+            // Not even built: a pod of thousands of containers costs tens of
+            // MiB as a k8s-openapi Pod.
+            let meta = request::object(request).map(Resource::meta);
+            let skip = Skip::TooManyContainers { count, max };
+            let planned = Planned {
+                mode,
+                decision: Ok(Decision::Skip(skip)),
+            };
+            (asker.named_after(meta), planned)
+        } else {
+            let pod = request::pod(request, &asker.uid, read.to_pod)?;
+            let namespace = request
+                .namespace
+                .as_deref()
+                .or(pod.metadata.namespace.as_deref());
+            let defaults = self.namespace_defaults(namespace);
+            let planned = plan_in(&pod, namespace, &self.settings, &defaults, mode);
+            (asker.named_after(Some(&pod.metadata)), planned)
+        };
         let answered = response::respond(response, decision, mode, &asker.name);
         let (response, outcome) = answered.map_err(|source| AdmissionError::Internal {
             uid: asker.uid.clone(),
@@ -107,13 +116,12 @@ impl Admission {
 
 impl Asker {
     /// Pods of a ReplicaSet have no name yet: their `generateName` stands in.
-    fn named_after(mut self, pod: &Pod) -> Asker {
-        if self.name.is_empty() {
-            self.name = pod
-                .metadata
+    fn named_after(mut self, metadata: Option<&ObjectMeta>) -> Asker {
+        if let Some(m) = metadata.filter(|_| self.name.is_empty()) {
+            self.name = m
                 .name
                 .clone()
-                .or_else(|| pod.metadata.generate_name.clone())
+                .or_else(|| m.generate_name.clone())
                 .unwrap_or_default();
         }
         self

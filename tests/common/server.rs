@@ -161,19 +161,7 @@ impl Server {
     }
 
     pub async fn ops_get(&self, path: &str) -> (u16, String) {
-        let tcp = TcpStream::connect(self.metrics).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let request = hyper::Request::get(path)
-            .header("host", "localhost")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let response = sender.send_request(request).await.unwrap();
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
+        ops_get(self.metrics, path).await
     }
 
     /// The value of one sample of /metrics, e.g.
@@ -360,4 +348,21 @@ pub fn tls_server(name: &str, extra: &[&str]) -> (Pki, Server) {
     args.extend_from_slice(extra);
     let server = Server::start(&args);
     (pki, server)
+}
+
+/// A GET on the operations port at `addr`: the status and the body.
+pub async fn ops_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let request = hyper::Request::get(path)
+        .header("host", "localhost")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
