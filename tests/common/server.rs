@@ -49,10 +49,22 @@ impl Pki {
 
     /// A leaf valid until the first of January of `year`.
     pub fn leaf_until(&self, names: &[&str], common_name: &str, year: i32) -> Leaf {
+        self.leaf_with(names, common_name, |params| {
+            params.not_after = rcgen::date_time_ymd(year, 1, 1);
+        })
+    }
+
+    /// A leaf with its parameters (validity, say) set by `edit`.
+    pub fn leaf_with(
+        &self,
+        names: &[&str],
+        common_name: &str,
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> Leaf {
         let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .unwrap();
-        params.not_after = rcgen::date_time_ymd(year, 1, 1);
+        edit(&mut params);
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);

@@ -14,5 +14,6 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod certificates;
 mod reliability;
 mod serve;
