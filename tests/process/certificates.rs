@@ -6,10 +6,12 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::common::server::{Conn, Leaf, Pki, Server, client_config, temp_dir, write};
+use crate::common::server::{
+    Conn, Leaf, Pki, Server, client_config, serve_command, temp_dir, write,
+};
 
 const H1: &[&[u8]] = &[b"http/1.1"];
 const ERRORS: &str = r#"gracehook_tls_reloads_total{result="error"}"#;
@@ -245,24 +247,8 @@ async fn a_chain_with_a_malformed_intermediate_is_refused_naming_the_file() {
 
 /// Runs `serve` expecting it to stop at start-up; its exit code and stderr.
 fn start_up_failure(args: &[&str]) -> (Option<i32>, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gracehook"));
-    command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("GRACEHOOK_") {
-            command.env_remove(key);
-        }
-    }
+    let mut command = serve_command(args);
+    command.stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = command.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while child.try_wait().unwrap().is_none() {

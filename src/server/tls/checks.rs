@@ -116,3 +116,66 @@ fn unix_now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rcgen::{CertificateParams, KeyPair};
+
+    use super::*;
+
+    fn leaf(names: &[&str], edit: impl FnOnce(&mut CertificateParams)) -> CertificateDer<'static> {
+        let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let mut params = CertificateParams::new(names).unwrap();
+        edit(&mut params);
+        let key = KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    fn listed(names: &[&str]) -> Vec<RequiredName> {
+        let why = NameRule::Listed;
+        names
+            .iter()
+            .map(|n| RequiredName {
+                name: n.to_string(),
+                why,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn names_follow_webpki_and_wildcards_are_kept_as_written() {
+        let cert = leaf(&["*.ns.svc", "localhost", "10.0.0.1"], |_| {});
+        let path = Path::new("tls.crt");
+        let ok = listed(&["a.ns.svc", "LOCALHOST", "*.NS.svc", "10.0.0.1"]);
+        check_leaf(&cert, path, &ok).unwrap();
+        for missing in ["a.b.ns.svc", "ns.svc", "*.other.svc", "10.0.0.2"] {
+            let error = check_leaf(&cert, path, &listed(&[missing])).unwrap_err();
+            assert!(
+                matches!(&error, TlsError::WrongName { name, .. } if name == missing),
+                "{missing}: {error}"
+            );
+        }
+        assert_eq!(dns_names(&cert), ["*.ns.svc", "localhost"]);
+    }
+
+    #[test]
+    fn dates_are_checked_against_now() {
+        let now = SystemTime::now();
+        let day = Duration::from_secs(86_400);
+        let expired = leaf(&["localhost"], |p| {
+            p.not_before = (now - 2 * day).into();
+            p.not_after = (now - day).into();
+        });
+        let early = leaf(&["localhost"], |p| p.not_before = (now + day).into());
+        let path = Path::new("tls.crt");
+        let error = check_leaf(&expired, path, &[]).unwrap_err();
+        assert!(matches!(error, TlsError::Expired { .. }), "{error}");
+        assert!(!error.passes_with_time());
+        let error = check_leaf(&early, path, &[]).unwrap_err();
+        assert!(matches!(error, TlsError::NotYetValid { .. }), "{error}");
+        assert!(error.passes_with_time());
+        assert!(error.to_string().starts_with("tls.crt: "), "{error}");
+    }
+}

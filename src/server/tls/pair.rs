@@ -77,3 +77,33 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_block_is_an_error_naming_the_file_and_the_block() {
+        let generated = crate::server::tls::certs::self_signed(&["localhost"]).unwrap();
+        let half = generated.cert_pem.len() / 2;
+        let truncated = generated.cert_pem.get(..half).unwrap();
+        let chain = format!("{}{truncated}", generated.cert_pem);
+        let error = certificates(chain.as_bytes(), Path::new("tls.crt")).unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                TlsError::Pem {
+                    index: 2,
+                    source: rustls_pki_types::pem::Error::MissingSectionEnd { .. },
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with("tls.crt: certificate number 2")
+        );
+    }
+}

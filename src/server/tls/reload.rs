@@ -194,6 +194,7 @@ impl Watch {
     /// One poll: `None` when nothing changed.
     async fn poll(&mut self, settle: Duration) -> Option<Result<(), TlsError>> {
         if let Ok(bytes) = self.read() {
+            self.unreadable = false;
             if bytes == self.last {
                 return self.retry_same().then_some(Ok(()));
             }
