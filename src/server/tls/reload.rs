@@ -29,7 +29,7 @@ use super::pair::{TlsFiles, certified_key, not_after, read};
 use crate::server::metrics::Metrics;
 
 /// How long a poll waits before it reads files that did not load once more.
-pub const SETTLE: Duration = Duration::from_millis(250);
+pub const SETTLE: Duration = Duration::from_millis(500);
 
 /// The certificate currently served; its expiry is published as
 /// `gracehook_tls_cert_not_after_seconds` whenever it is set.
