@@ -25,10 +25,21 @@ pub struct ServerArgs {
     #[arg(long, env = "GRACEHOOK_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// CA bundle (PEM) for client certificates: when set, clients without a
-    /// certificate signed by it are refused at the handshake.
+    /// certificate signed by it are refused at the handshake; reloaded when it
+    /// changes.
     #[arg(long, env = "GRACEHOOK_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,
-    /// How often the certificate files are checked for changes.
+    /// Names (comma-separated DNS names or IP addresses) the serving
+    /// certificate must be valid for, at start and at every reload. Without
+    /// them, a reloaded certificate must keep the DNS names of the one served.
+    #[arg(
+        long,
+        env = "GRACEHOOK_TLS_SERVER_NAMES",
+        value_delimiter = ',',
+        value_parser = server_name
+    )]
+    pub tls_server_names: Vec<String>,
+    /// How often the certificate and client CA files are checked for changes.
     #[arg(long, env = "GRACEHOOK_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = exact_duration)]
     pub tls_reload_interval: Duration,
     /// After SIGTERM: how long to keep serving with readiness failed, while
@@ -47,7 +58,25 @@ fn exact_duration(value: &str) -> Result<Duration, String> {
     parse_duration(value).map_err(|e| format!("{e} (for example 5s or 500ms)"))
 }
 
+/// A name of `--tls-server-names`; an empty one (an empty variable, a
+/// trailing comma) is ignored.
+fn server_name(value: &str) -> Result<String, String> {
+    let name = value.trim();
+    if name.is_empty() {
+        return Ok(String::new());
+    }
+    rustls_pki_types::ServerName::try_from(name)
+        .map(|_| name.to_string())
+        .map_err(|e| format!("{e}: not a DNS name or IP address"))
+}
+
 impl ServerArgs {
+    /// `--tls-server-names` without the empty ones.
+    pub(super) fn server_names(&self) -> Vec<String> {
+        let names = self.tls_server_names.iter();
+        names.filter(|n| !n.is_empty()).cloned().collect()
+    }
+
     pub(super) fn tls_files(&self) -> Option<TlsFiles> {
         let (cert, key) = self.tls_cert.clone().zip(self.tls_key.clone())?;
         Some(TlsFiles { cert, key })

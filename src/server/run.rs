@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -49,8 +50,7 @@ pub async fn run(
     provider: Arc<CryptoProvider>,
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new());
-    let serving = serving_cert(args, &metrics, &provider)?;
-    let tls_config = tls::server_config(serving, args.client_ca.as_deref(), provider)?;
+    let tls_config = tls_config(args, &metrics, &provider)?;
     let acceptor = TlsAcceptor::from(Arc::new(tls_config));
 
     let mut signals = shutdown::Signals::install()?;
@@ -103,17 +103,34 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
+/// The rustls configuration, and the task that reloads its files.
+fn tls_config(
+    args: &ServerArgs,
+    metrics: &Arc<Metrics>,
+    provider: &Arc<CryptoProvider>,
+) -> Result<ServerConfig, ServeError> {
+    let mut reloader = Reloader::new(metrics.clone(), provider.clone(), args.server_names());
+    let serving = serving_cert(args, &mut reloader, metrics, provider)?;
+    let client_ca = match args.client_ca.as_deref() {
+        Some(path) => Some(reloader.client_ca(path)?),
+        None => None,
+    };
+    if reloader.watches_files() {
+        // A tight interval would spin on the files.
+        let interval = args.tls_reload_interval.max(Duration::from_millis(10));
+        tokio::spawn(reloader.run(interval));
+    }
+    Ok(tls::server_config(serving, client_ca, provider.clone())?)
+}
+
 fn serving_cert(
     args: &ServerArgs,
+    reloader: &mut Reloader,
     metrics: &Arc<Metrics>,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<ServingCert>, ServeError> {
     if let Some(files) = args.tls_files() {
-        let (reloader, serving) = Reloader::start(files, metrics.clone(), provider.clone())?;
-        // A tight interval would spin on the files.
-        let interval = args.tls_reload_interval.max(Duration::from_millis(10));
-        tokio::spawn(reloader.run(interval));
-        return Ok(serving);
+        return Ok(reloader.serving(files)?);
     }
     let generated = tls::certs::self_signed(&["localhost", "127.0.0.1", "::1"])?;
     let files = TlsFiles {

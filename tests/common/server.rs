@@ -49,10 +49,22 @@ impl Pki {
 
     /// A leaf valid until the first of January of `year`.
     pub fn leaf_until(&self, names: &[&str], common_name: &str, year: i32) -> Leaf {
+        self.leaf_with(names, common_name, |params| {
+            params.not_after = rcgen::date_time_ymd(year, 1, 1);
+        })
+    }
+
+    /// A leaf with its parameters (validity, say) set by `edit`.
+    pub fn leaf_with(
+        &self,
+        names: &[&str],
+        common_name: &str,
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> Leaf {
         let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .unwrap();
-        params.not_after = rcgen::date_time_ymd(year, 1, 1);
+        edit(&mut params);
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);
@@ -77,6 +89,30 @@ pub fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+/// `gracehook serve` on free ports with JSON logs and `args`, in none of the
+/// caller's `GRACEHOOK_` variables.
+pub fn serve_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gracehook"));
+    command
+        .arg("serve")
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .args(args)
+        .stdin(Stdio::null());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("GRACEHOOK_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
 /// A running `gracehook serve`, killed when dropped.
 pub struct Server {
     pub child: Child,
@@ -87,27 +123,11 @@ pub struct Server {
 
 impl Server {
     pub fn start(args: &[&str]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_gracehook"));
+        let mut command = serve_command(args);
         command
-            .arg("serve")
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics-listen",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-            ])
-            .args(args)
             .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("GRACEHOOK_") {
-                command.env_remove(key);
-            }
-        }
         let mut child = command.spawn().expect("gracehook serve starts");
         let stdout = child.stdout.take().unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));

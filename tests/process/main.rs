@@ -14,6 +14,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod certificates;
 mod held_slots;
 mod reliability;
 mod serve;
