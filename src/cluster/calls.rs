@@ -8,7 +8,7 @@
 //! kube's error keeps the Status body but not the `Retry-After` header, and
 //! the API server's throttling (429 from priority and fairness) says how
 //! long to wait only there. The client is built without kube's own retry
-//! layer ([`super::client`]), so that retries do not multiply.
+//! layer ([`super::client()`]), so that retries do not multiply.
 
 use std::time::Duration;
 

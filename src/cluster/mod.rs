@@ -1,5 +1,5 @@
 //! The cluster side, never on the request path: the API client and version
-//! ([`client`]), the watched namespace defaults ([`namespaces`]), and
+//! ([`mod@client`]), the watched namespace defaults ([`namespaces`]), and
 //! `gracehook audit` — listing the workloads ([`workloads`]) through calls
 //! that retry and survive expired lists ([`calls`]), and assessing them
 //! ([`risks`]). It may use the planner and the admission layer's types,

@@ -1,6 +1,6 @@
 //! Webhook-free mode: the plan written as in-tree admission policies — a
 //! MutatingAdmissionPolicy and ValidatingAdmissionPolicies in CEL, run by
-//! the API server itself — generated from the same [`Settings`] the webhook
+//! the API server itself — generated from the same [`Settings`](crate::planner::Settings) the webhook
 //! uses (`docs/policy.md`, which lists where CEL cannot match the webhook).
 //! Pure: text in, objects out. It may use the planner, nothing else.
 //!
