@@ -6,7 +6,8 @@ tests/node/run import this module (their `run` puts tests/ on sys.path).
 - `logger(prefix)` makes a suite's `log` (stderr, one prefix per suite);
 - `Processes`: named child processes, each logging to DIR/NAME.log, stopped
   by SIGTERM then SIGKILL; the e2e Cluster and the node's Node build on it;
-- `json_objects` reads the JSON documents kubectl prints one after another;
+- `json_objects` reads the JSON documents kubectl prints one after another,
+  `create_namespace` makes a namespace with gracehook's mode label;
 - `check_names`, `run_scenarios` and `summary`: the runner loop and its last
   line, `N passed, M failed`, which CI reads.
 
@@ -68,6 +69,17 @@ def json_objects(text):
         value, at = decoder.raw_decode(text, at)
         objects.extend(value["items"] if value.get("kind") == "List" else [value])
     return objects
+
+
+def create_namespace(kubectl, name, mode=None, **annotations):
+    """`kubectl create namespace NAME`, labelled gracehook.io/mode=MODE (if
+    given) and annotated; `kubectl` is a suite's kubectl(*args) function."""
+    kubectl("create", "namespace", name)
+    if mode:
+        kubectl("label", "namespace", name, f"gracehook.io/mode={mode}")
+    for key, value in annotations.items():
+        kubectl("annotate", "namespace", name, f"{key}={value}")
+    return name
 
 
 class Processes:

@@ -16,7 +16,7 @@ import tempfile
 import time
 import urllib.request
 
-from harness import Processes, expect, json_objects, logger, wait_for
+from harness import Processes, create_namespace, expect, json_objects, logger, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -228,12 +228,7 @@ class Cluster(Processes):
         return result
 
     def namespace(self, name, mode=None, **annotations):
-        self.kubectl("create", "namespace", name)
-        if mode:
-            self.kubectl("label", "namespace", name, f"gracehook.io/mode={mode}")
-        for key, value in annotations.items():
-            self.kubectl("annotate", "namespace", name, f"{key}={value}")
-        return name
+        return create_namespace(self.kubectl, name, mode, **annotations)
 
     def create_pod(self, pod, *flags):
         return self.kubectl("create", "-f", "-", *flags, input=json.dumps(pod), check=False)

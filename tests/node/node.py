@@ -33,7 +33,7 @@ import signal
 import subprocess
 import time
 
-from harness import Processes, json_objects, logger, wait_for
+from harness import Processes, create_namespace, json_objects, logger, wait_for
 
 NODE_NAME = "gracehook-node"
 NODE_IP = "10.200.0.2"
@@ -633,11 +633,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         return self.kubectl("apply", *flags, "-f", "-", input=json.dumps(obj))
 
     def namespace(self, name, mode=None, **annotations):
-        self.kubectl("create", "namespace", name)
-        if mode:
-            self.kubectl("label", "namespace", name, f"gracehook.io/mode={mode}")
-        for key, value in annotations.items():
-            self.kubectl("annotate", "namespace", name, f"{key}={value}")
+        create_namespace(self.kubectl, name, mode, **annotations)
         wait_for(f"the default ServiceAccount in {name}", lambda: self.kubectl(
             "get", "serviceaccount", "default", "-n", name, check=False).returncode == 0, timeout=30)
         return name
