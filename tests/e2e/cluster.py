@@ -1,6 +1,7 @@
 """The e2e suite's control plane and helpers: etcd, kube-apiserver and
-gracehook on loopback (see `run`), and what scenarios share. Scenario
-modules register with `scenario`.
+gracehook on loopback (see `run`), and the pod builders and measurements the
+scenario modules (scenarios.py, ops.py, policy.py) share. Process handling,
+`scenario`, `expect` and `wait_for` come from tests/harness.py.
 """
 
 import base64
@@ -8,27 +9,18 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 
+from harness import Processes, create_namespace, expect, json_objects, logger, wait_for
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-SCENARIOS = []
-
-
-def scenario(fn):
-    SCENARIOS.append(fn)
-    return fn
-
-
-def log(*args):
-    print("e2e:", *args, file=sys.stderr, flush=True)
+log = logger("e2e")
 
 
 def free_port():
@@ -37,49 +29,18 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_for(what, check, timeout=60.0, interval=0.2):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            if check():
-                return
-        except Exception as e:  # noqa: BLE001 - report the last reason
-            last = e
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}: {last}")
-
-
-class Cluster:
-    """etcd + kube-apiserver + gracehook, all on loopback."""
+class Cluster(Processes):
+    """etcd + kube-apiserver + gracehook, all on loopback. Processes are
+    spawned with this process's environment unless given one."""
 
     def __init__(self, bin_dir, gracehook):
+        super().__init__(tempfile.mkdtemp(prefix="gracehook-e2e-"), stop_timeout=30)
         self.bin = bin_dir
         self.gracehook = gracehook
-        self.dir = tempfile.mkdtemp(prefix="gracehook-e2e-")
-        self.procs = {}
         self.env = dict(os.environ, KUBECONFIG=os.path.join(self.dir, "kubeconfig"))
         for key in list(self.env):
             if key.startswith("GRACEHOOK_"):
                 del self.env[key]
-
-    # -- processes ---------------------------------------------------------
-    def spawn(self, name, args, env=None):
-        logf = open(os.path.join(self.dir, f"{name}.log"), "ab")
-        self.procs[name] = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, cwd=self.dir, env=env)
-        return self.procs[name]
-
-    def stop(self, name, sig=signal.SIGTERM, timeout=30):
-        proc = self.procs.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return proc.returncode if proc else None
-        proc.send_signal(sig)
-        try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return proc.wait()
 
     def teardown(self):
         for name in list(self.procs):
@@ -88,13 +49,6 @@ class Cluster:
             log("kept", self.dir)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
-
-    def tail(self, name, lines=30):
-        path = os.path.join(self.dir, f"{name}.log")
-        if not os.path.exists(path):
-            return ""
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
 
     # -- start-up ----------------------------------------------------------
     def certs(self, out, *extra):
@@ -256,15 +210,8 @@ class Cluster:
 
     def to_objects(self, yaml_text):
         """YAML documents as JSON objects, converted by kubectl (no YAML library needed)."""
-        text = self.kubectl("create", "--dry-run=client", "-o", "json", "-f", "-", input=yaml_text).stdout
-        decoder, objects, at = json.JSONDecoder(), [], 0
-        while at < len(text):
-            if text[at].isspace():
-                at += 1
-                continue
-            value, at = decoder.raw_decode(text, at)
-            objects.extend(value["items"] if value.get("kind") == "List" else [value])
-        return objects
+        return json_objects(self.kubectl("create", "--dry-run=client", "-o", "json", "-f", "-",
+                                         input=yaml_text).stdout)
 
     def reloads(self):
         text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
@@ -281,12 +228,7 @@ class Cluster:
         return result
 
     def namespace(self, name, mode=None, **annotations):
-        self.kubectl("create", "namespace", name)
-        if mode:
-            self.kubectl("label", "namespace", name, f"gracehook.io/mode={mode}")
-        for key, value in annotations.items():
-            self.kubectl("annotate", "namespace", name, f"{key}={value}")
-        return name
+        return create_namespace(self.kubectl, name, mode, **annotations)
 
     def create_pod(self, pod, *flags):
         return self.kubectl("create", "-f", "-", *flags, input=json.dumps(pod), check=False)
@@ -346,11 +288,6 @@ SEED = {
 
 def prestop(p, i=0):
     return p["spec"]["containers"][i].get("lifecycle", {}).get("preStop")
-
-
-def expect(condition, message):
-    if not condition:
-        raise AssertionError(message)
 
 
 def deployment(name, annotations=None, prestop=None, grace=None):

@@ -14,7 +14,8 @@ import tempfile
 import time
 import urllib.request
 
-from cluster import REPO, expect, log, pod, prestop, scenario, wait_for
+from cluster import REPO, log, pod, prestop
+from harness import expect, scenario, wait_for
 
 CHART = os.path.join(REPO, "charts", "gracehook")
 RULES = os.path.join(CHART, "files", "prometheusrule.yaml")

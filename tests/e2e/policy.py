@@ -19,7 +19,8 @@ import re
 import subprocess
 import time
 
-from cluster import REPO, SEED, expect, log, percentile, pod, scenario, wait_for
+from cluster import REPO, SEED, log, percentile, pod
+from harness import expect, scenario, wait_for
 
 # The documented differences (docs/policy.md, "Differences"), by name: the
 # only ones the comparison excuses. A test checks that docs/policy.md names

@@ -33,6 +33,10 @@ import sys
 import tarfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+if __name__ == "__main__":  # standalone: tests/, for harness
+    sys.path.insert(0, os.path.dirname(HERE))
+from harness import logger  # noqa: E402
+
 PROGRAMS = os.path.join(HERE, "programs")
 MTIME = 946684800  # 2000-01-01: fixed, so layers are byte-for-byte reproducible
 PREFIX = "gracehook.local"
@@ -46,8 +50,7 @@ PACKAGES = ["apache2", "apache2-bin", "apache2-data", "dash", "coreutils", "libc
             "libapr1", "libaprutil1", "media-types"]
 
 
-def log(*args):
-    print("images:", *args, file=sys.stderr, flush=True)
+log = logger("images")
 
 
 # -- layers ----------------------------------------------------------------

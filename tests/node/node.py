@@ -20,7 +20,8 @@ there. Nothing is sent outside it but to loopback, and no name is resolved
 
 The daemons: etcd, kube-apiserver, containerd (+ runc, CNI bridge,
 host-local, loopback), kube-controller-manager, kube-scheduler, kubelet,
-kube-proxy (iptables mode).
+kube-proxy (iptables mode). Process handling and `wait_for` come from
+tests/harness.py.
 """
 
 import base64
@@ -30,8 +31,9 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
+
+from harness import Processes, create_namespace, json_objects, logger, wait_for
 
 NODE_NAME = "gracehook-node"
 NODE_IP = "10.200.0.2"
@@ -59,22 +61,7 @@ WATCHED_PATHS = ["/run/containerd", "/run/netns", "/run/xtables.lock", "/run/run
                  "/etc/cni/net.d", "/opt/cni", "/run/gracehook-node", "/var/run/netns", "/run/mount"]
 
 
-def log(*args):
-    print("node:", *args, file=sys.stderr, flush=True)
-
-
-def wait_for(what, check, timeout=60.0, interval=0.2):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except Exception as e:  # noqa: BLE001 - report the last reason
-            last = e
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}: {last}")
+log = logger("node")
 
 
 def sh(*args, check=True, **kwargs):
@@ -325,48 +312,22 @@ class Host:
 
 # -- the node, from inside its namespaces ------------------------------------
 
-class Node:
+class Node(Processes):
+    """The daemons run in their own sessions (process groups), with `env`
+    (no GRACEHOOK_*, the node's kubeconfig, a fixed PATH) unless given
+    another; `stop` waits 20 s before SIGKILL."""
+
     def __init__(self, config):
+        logs = config["logs"]  # on the host's disk: logs, certificates, configuration
+        self.kubeconfig = os.path.join(logs, "admin.kubeconfig")
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("GRACEHOOK_")}
+        self.env.update(KUBECONFIG=self.kubeconfig, PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        super().__init__(logs, env=self.env, new_session=True, stop_timeout=20)
         self.bin = config["bin"]
         self.gracehook = config["gracehook"]
         self.images = config["images"]
-        self.dir = config["logs"]  # on the host's disk: logs, certificates, configuration
-        self.procs = {}
-        self.kubeconfig = os.path.join(self.dir, "admin.kubeconfig")
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("GRACEHOOK_")}
-        self.env.update(KUBECONFIG=self.kubeconfig, PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         self.audit_log = os.path.join(self.dir, "audit.log")
         self.containerd_sock = f"{STATE}/containerd/containerd.sock"
-
-    # -- processes ---------------------------------------------------------
-    def spawn(self, name, args, env=None):
-        logf = open(os.path.join(self.dir, f"{name}.log"), "ab")
-        self.procs[name] = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            cwd=self.dir, env=env or self.env, start_new_session=True)
-        return self.procs[name]
-
-    def stop(self, name, sig=signal.SIGTERM, timeout=20):
-        proc = self.procs.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return proc.returncode if proc else None
-        proc.send_signal(sig)
-        try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return proc.wait()
-
-    def tail(self, name, lines=30):
-        path = os.path.join(self.dir, f"{name}.log")
-        if not os.path.exists(path):
-            return ""
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-
-    def check_running(self):
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
 
     # -- start-up ----------------------------------------------------------
     def setup(self):
@@ -672,26 +633,15 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         return self.kubectl("apply", *flags, "-f", "-", input=json.dumps(obj))
 
     def namespace(self, name, mode=None, **annotations):
-        self.kubectl("create", "namespace", name)
-        if mode:
-            self.kubectl("label", "namespace", name, f"gracehook.io/mode={mode}")
-        for key, value in annotations.items():
-            self.kubectl("annotate", "namespace", name, f"{key}={value}")
+        create_namespace(self.kubectl, name, mode, **annotations)
         wait_for(f"the default ServiceAccount in {name}", lambda: self.kubectl(
             "get", "serviceaccount", "default", "-n", name, check=False).returncode == 0, timeout=30)
         return name
 
     def to_objects(self, yaml_text):
         """YAML documents as JSON objects, converted by kubectl (no YAML library needed)."""
-        text = self.kubectl("create", "--dry-run=client", "-o", "json", "-f", "-", input=yaml_text).stdout
-        decoder, objects, at = json.JSONDecoder(), [], 0
-        while at < len(text):
-            if text[at].isspace():
-                at += 1
-                continue
-            value, at = decoder.raw_decode(text, at)
-            objects.extend(value["items"] if value.get("kind") == "List" else [value])
-        return objects
+        return json_objects(self.kubectl("create", "--dry-run=client", "-o", "json", "-f", "-",
+                                         input=yaml_text).stdout)
 
     def events(self, namespace, reason=None):
         items = self.get("events", "-n", namespace)["items"]

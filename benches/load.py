@@ -9,7 +9,7 @@ HTTP/1.1 (what kube-apiserver speaks to a webhook behind a Service) is driven
 by wrk, HTTP/2 by h2load. Reports requests/s, p50/p99/p99.9 latency, server
 CPU per request, peak RSS, start-up to ready, and gracehook/nginx throughput.
 
-    bench/load.py [--seconds 10] [--concurrency 16,64] [--baseline OLD_BINARY] [--out FILE]
+    benches/load.py [--seconds 10] [--concurrency 16,64] [--baseline OLD_BINARY] [--out FILE]
 
 `--baseline [NAME=]BINARY` (repeatable) measures other gracehook binaries in
 the same run, for before/after comparisons.

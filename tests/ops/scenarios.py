@@ -1,0 +1,535 @@
+"""The ops suite's tests (see `run`): the alert rules with promtool, the Helm
+chart with helm, and the chart against the kustomize base (manifests/) and
+the monitoring component. `run` fills TOOLS (promtool, helm, kubectl and a
+scratch HELM_*_HOME) before the first test.
+"""
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+from harness import expect, json_objects, logger, scenario
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+CHART = os.path.join(REPO, "charts", "gracehook")
+RULES = os.path.join(CHART, "files", "prometheusrule.yaml")
+RUNBOOK = os.path.join(REPO, "docs", "operations.md")
+BASE_URL = "https://github.com/gracehook/gracehook/blob/main/docs/operations.md"
+TOOLS = {}
+log = logger("ops")
+
+
+def run(*args, input=None, check=True, cwd=None):
+    result = subprocess.run(args, input=input, capture_output=True, text=True, timeout=300, cwd=cwd,
+                            env=dict(os.environ, KUBECONFIG=os.devnull, HELM_CACHE_HOME=TOOLS["helm_home"],
+                                     HELM_CONFIG_HOME=TOOLS["helm_home"], HELM_DATA_HOME=TOOLS["helm_home"]))
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {result.returncode}:\n{result.stderr}{result.stdout}")
+    return result
+
+
+# -- YAML to JSON ----------------------------------------------------------
+
+def to_objects(yaml_text):
+    """YAML documents as JSON objects. `kubectl annotate --local` converts
+    without a server; removing an absent annotation changes nothing but adds an
+    empty `metadata.annotations`, which is dropped again here."""
+    if not yaml_text.strip():
+        return []
+    text = run(TOOLS["kubectl"], "annotate", "--local", "-f", "-", "-o", "json", "gracehook.io/none-",
+               input=yaml_text).stdout
+    objects = json_objects(text)
+    for o in objects:
+        if o.get("metadata", {}).get("annotations") == {}:
+            del o["metadata"]["annotations"]
+    return objects
+
+
+def kustomize(path):
+    return to_objects(run(TOOLS["kubectl"], "kustomize", path).stdout)
+
+
+def helm_template(*sets, release="gracehook", namespace="gracehook-system"):
+    args = [TOOLS["helm"], "template", release, CHART, "--namespace", namespace]
+    for s in sets:
+        args += ["--set", s]
+    return to_objects(run(*args).stdout)
+
+
+def find(objects, kind, name=None):
+    found = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+    expect(len(found) == 1, f"{len(found)} {kind} {name or ''} in {sorted((o['kind'], o['metadata']['name']) for o in objects)}")
+    return found[0]
+
+
+def kinds(objects):
+    return sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
+
+
+def diff(a, b, path=""):
+    """The paths where two JSON values differ, for readable failures."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b)):
+            out += diff(a.get(key, "<absent>"), b.get(key, "<absent>"), f"{path}.{key}")
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in diff(x, y, f"{path}[{i}]")]
+    return [] if a == b else [f"{path or '.'}: {json.dumps(a)} != {json.dumps(b)}"]
+
+
+def expect_equal(a, b, what):
+    differences = diff(a, b)
+    expect(not differences, f"{what} differ:\n  " + "\n  ".join(differences))
+
+
+# -- the rules -------------------------------------------------------------
+
+def rule_groups_text():
+    """The PrometheusRule's `spec`, as the rule file promtool reads: the lines
+    below `spec:`, two spaces less indented."""
+    lines = open(RULES).read().splitlines()
+    expect("spec:" in lines, f"{RULES}: no line `spec:`")
+    body = lines[lines.index("spec:") + 1:]
+    bad = [line for line in body if line and not line.startswith("  ")]
+    expect(not bad, f"{RULES}: lines below `spec:` not indented: {bad[:3]}")
+    return "\n".join(line[2:] for line in body) + "\n"
+
+
+def rules():
+    """Every rule of the source file, as JSON."""
+    source = to_objects(open(RULES).read())
+    expect(len(source) == 1 and source[0]["kind"] == "PrometheusRule", kinds(source))
+    return [r for g in source[0]["spec"]["groups"] for r in g["rules"]]
+
+
+def promtool_dir():
+    d = tempfile.mkdtemp(prefix="gracehook-ops-")
+    with open(os.path.join(d, "gracehook.rules.yaml"), "w") as f:
+        f.write(rule_groups_text())
+    shutil.copy(os.path.join(HERE, "alerts.test.yaml"), d)
+    return d
+
+
+@scenario
+def promtool_check_rules(t):
+    d = promtool_dir()
+    try:
+        result = run(TOOLS["promtool"], "check", "rules", "--lint=all", "--lint-fatal",
+                     os.path.join(d, "gracehook.rules.yaml"))
+        expect(f"SUCCESS: {len(rules())} rules found" in result.stdout, result.stdout)
+    finally:
+        shutil.rmtree(d)
+
+
+@scenario
+def promtool_test_rules(t):
+    d = promtool_dir()
+    try:
+        result = run(TOOLS["promtool"], "test", "rules", "alerts.test.yaml", cwd=d, check=False)
+        expect(result.returncode == 0, f"promtool test rules failed:\n{result.stdout}{result.stderr}")
+    finally:
+        shutil.rmtree(d)
+
+
+@scenario
+def every_alert_is_tested_firing_and_not_firing(t):
+    """In alerts.test.yaml each alert has a case with `exp_alerts: []` and one
+    expecting alerts, and each severity of it is expected somewhere."""
+    text = open(os.path.join(HERE, "alerts.test.yaml")).read()
+    cases = re.findall(r"alertname: (\w+)\n\s+exp_alerts:( \[\])?((?:\n\s+- exp_labels: \{[^}]*\})?)", text)
+    quiet = {name for name, empty, _ in cases if empty}
+    loud = {name for name, empty, _ in cases if not empty}
+    seen = {(name, sev) for name, empty, block in cases if not empty
+            for sev in re.findall(r"severity: (\w+)", block)}
+    seen |= {(n, s) for n, s in re.findall(r"alertname: (\w+)\n\s+exp_alerts:\n(?:.*\n)*?\s+- exp_labels: \{severity: (\w+)", text)}
+    missing = []
+    for rule in rules():
+        name, severity = rule["alert"], rule["labels"]["severity"]
+        if name not in quiet:
+            missing.append(f"{name}: no case where it does not fire")
+        if name not in loud:
+            missing.append(f"{name}: no case where it fires")
+        if (name, severity) not in seen:
+            missing.append(f"{name}: severity {severity} never expected")
+    expect(not missing, "\n".join(missing))
+
+
+def runbook_anchors():
+    """GitHub's anchors of docs/operations.md's headings."""
+    anchors = set()
+    for line in open(RUNBOOK):
+        m = re.match(r"#+ (.*)", line)
+        if m:
+            anchors.add(re.sub(r"[^a-z0-9 _-]", "", m.group(1).strip().lower()).replace(" ", "-"))
+    return anchors
+
+
+@scenario
+def every_alert_has_summary_description_runbook_and_severity(t):
+    anchors = runbook_anchors()
+    problems = []
+    for rule in rules():
+        name, labels, notes = rule["alert"], rule.get("labels", {}), rule.get("annotations", {})
+        if labels.get("severity") not in ("critical", "warning", "info"):
+            problems.append(f"{name}: severity {labels.get('severity')!r}")
+        for key in ("summary", "description", "runbook_url"):
+            if not notes.get(key):
+                problems.append(f"{name}: no {key}")
+        url = notes.get("runbook_url", "")
+        if url != f"{BASE_URL}#{name.lower()}":
+            problems.append(f"{name}: runbook_url {url} is not {BASE_URL}#{name.lower()}")
+        if name.lower() not in anchors:
+            problems.append(f"{name}: no section `### {name}` in docs/operations.md")
+        if not re.search(r"\b(check|find|fix|renew|look|restart|stop)\b", notes.get("description", ""), re.I):
+            problems.append(f"{name}: the description does not say what to do")
+        if not re.fullmatch(r"Gracehook[A-Z]\w+", name):
+            problems.append(f"{name}: not named Gracehook*")
+    expect(not problems, "\n".join(problems))
+
+
+@scenario
+def the_rules_use_metrics_that_exist(t):
+    """gracehook's metrics as docs/observability.md lists them (the e2e suite
+    checks the live /metrics of gracehook and the API server)."""
+    documented = set(re.findall(r"\| `(gracehook_\w+)` \|", open(os.path.join(REPO, "docs", "observability.md")).read()))
+    known = documented | {f"{m}_bucket" for m in documented} | {
+        "up", "kube_deployment_status_replicas_unavailable",
+        "apiserver_admission_webhook_fail_open_count", "apiserver_admission_webhook_request_total"}
+    used = set()
+    for rule in rules():
+        expr = re.sub(r'"[^"]*"', '""', rule["expr"])
+        used |= {m for m in re.findall(r"\b([a-z_][a-z0-9_]*)\s*(?:\{|\[)", expr)}
+    functions = {"rate", "increase", "sum", "max", "absent", "histogram_quantile", "by"}
+    expect(used - functions, "no metric found in the rules")
+    unknown = used - functions - known
+    expect(not unknown, f"metrics not in docs/observability.md nor known: {sorted(unknown)}")
+    for outcome in set(re.findall(r'outcome="(\w+)"', open(RULES).read())):
+        expect(f"`{outcome}`" in open(os.path.join(REPO, "docs", "observability.md")).read(),
+               f"outcome {outcome} not documented")
+
+
+# -- the chart -------------------------------------------------------------
+
+SOURCES = {
+    "generate": [],
+    "cert-manager": ["certificate.source=cert-manager"],
+    "cert-manager with an issuer": ["certificate.source=cert-manager", "certificate.certManager.issuerRef.kind=ClusterIssuer",
+                                    "certificate.certManager.issuerRef.name=company-ca"],
+    "secret": ["certificate.source=secret", "certificate.secret.name=my-tls",
+               "certificate.secret.caBundle=" + base64.b64encode(b"-----BEGIN CERTIFICATE-----\n").decode()],
+}
+
+
+@scenario
+def helm_lint(t):
+    for name, sets in SOURCES.items():
+        args = [a for s in sets + ["monitoring.enabled=true"] for a in ("--set", s)]
+        result = run(TOOLS["helm"], "lint", "--strict", CHART, "--namespace", "gracehook-system", *args, check=False)
+        expect(result.returncode == 0 and "1 chart(s) linted, 0 chart(s) failed" in result.stdout,
+               f"helm lint ({name}):\n{result.stdout}{result.stderr}")
+
+
+@scenario
+def helm_template_renders_each_certificate_source(t):
+    common = ["ClusterRole/gracehook-namespaces", "ClusterRoleBinding/gracehook-namespaces", "Deployment/gracehook",
+              "MutatingWebhookConfiguration/gracehook", "PodDisruptionBudget/gracehook", "Service/gracehook",
+              "ServiceAccount/gracehook"]
+    want = {
+        "generate": common + ["Secret/gracehook-tls"],
+        "cert-manager": common + ["Certificate/gracehook-ca", "Certificate/gracehook-serving",
+                                  "Issuer/gracehook-ca", "Issuer/gracehook-selfsigned"],
+        "cert-manager with an issuer": common + ["Certificate/gracehook-serving"],
+        "secret": common,
+    }
+    for name, sets in SOURCES.items():
+        objects = helm_template(*sets)
+        expect(kinds(objects) == sorted(want[name]), f"{name}: {kinds(objects)}")
+        config = find(objects, "MutatingWebhookConfiguration")
+        volume = find(objects, "Deployment")["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"]
+        bundles = [w["clientConfig"].get("caBundle") for w in config["webhooks"]]
+        injected = config["metadata"].get("annotations", {}).get("cert-manager.io/inject-ca-from")
+        if name.startswith("cert-manager"):
+            expect(bundles == [None, None] and injected == "gracehook-system/gracehook-serving", config)
+            serving = find(objects, "Certificate", "gracehook-serving")
+            expect(serving["spec"]["secretName"] == volume == "gracehook-tls", serving)
+            issuer = {"kind": "ClusterIssuer", "name": "company-ca"} if "issuer" in name else {"kind": "Issuer", "name": "gracehook-ca"}
+            expect(serving["spec"]["issuerRef"] == issuer, serving["spec"]["issuerRef"])
+        elif name == "secret":
+            expect(bundles == [SOURCES["secret"][2].split("=", 1)[1]] * 2 and injected is None, config)
+            expect(volume == "my-tls", volume)
+        else:
+            secret = find(objects, "Secret", "gracehook-tls")
+            expect(bundles == [secret["data"]["ca.crt"]] * 2 and volume == "gracehook-tls", config)
+
+
+@scenario
+def the_rendered_chart_is_strict_yaml(t):
+    """kustomize refuses what a lenient parser takes silently (a key twice in
+    a mapping: the last one wins); every rendering must pass it."""
+    d = tempfile.mkdtemp(prefix="gracehook-ops-")
+    try:
+        for i, (name, sets) in enumerate(SOURCES.items()):
+            args = [a for s in sets + ["monitoring.enabled=true"] for a in ("--set", s)]
+            rendered = run(TOOLS["helm"], "template", "gracehook", CHART, "--namespace", "gracehook-system", *args).stdout
+            with open(os.path.join(d, f"chart-{i}.yaml"), "w") as f:
+                f.write(rendered)
+            with open(os.path.join(d, "kustomization.yaml"), "w") as f:
+                f.write(f"resources: [chart-{i}.yaml]\n")
+            result = run(TOOLS["kubectl"], "kustomize", d, check=False)
+            expect(result.returncode == 0, f"{name}: {result.stderr}")
+    finally:
+        shutil.rmtree(d)
+
+
+@scenario
+def the_generated_certificate_is_trusted_for_the_service_names(t):
+    objects = helm_template("fullnameOverride=hooks", namespace="ops")
+    secret = find(objects, "Secret", "hooks-tls")
+    bundle = find(objects, "MutatingWebhookConfiguration")["webhooks"][0]["clientConfig"]["caBundle"]
+    d = tempfile.mkdtemp(prefix="gracehook-ops-")
+    try:
+        for name, data in (("ca.pem", bundle), ("tls.crt", secret["data"]["tls.crt"]), ("tls.key", secret["data"]["tls.key"])):
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(base64.b64decode(data))
+        for host in ("hooks.ops.svc", "hooks.ops.svc.cluster.local", "hooks.ops", "hooks"):
+            run("openssl", "verify", "-CAfile", os.path.join(d, "ca.pem"), "-verify_hostname", host,
+                "-purpose", "sslserver", os.path.join(d, "tls.crt"))
+        wrong = run("openssl", "verify", "-CAfile", os.path.join(d, "ca.pem"), "-verify_hostname",
+                    "gracehook.gracehook-system.svc", os.path.join(d, "tls.crt"), check=False)
+        expect(wrong.returncode != 0, "verified for a name it does not hold")
+        pub_cert = run("openssl", "x509", "-in", os.path.join(d, "tls.crt"), "-noout", "-pubkey").stdout
+        pub_key = run("openssl", "pkey", "-in", os.path.join(d, "tls.key"), "-pubout").stdout
+        expect(pub_cert == pub_key, "the key does not match the certificate")
+        days = float(secret["metadata"]["annotations"]["gracehook.io/not-after"]) - time.time()
+        expect(364 * 86400 < days < 366 * 86400, f"not-after annotation {days / 86400:.1f} days ahead")
+    finally:
+        shutil.rmtree(d)
+
+
+@scenario
+def invalid_certificate_values_fail_with_a_message(t):
+    for sets, needle in ((["certificate.source=vault"], "certificate.source must be generate, secret or cert-manager"),
+                         (["certificate.source=secret", "certificate.secret.caBundle=eA=="], "certificate.secret.name is required"),
+                         (["certificate.source=secret", "certificate.secret.name=x"], "certificate.secret.caBundle")):
+        args = [a for s in sets for a in ("--set", s)]
+        result = run(TOOLS["helm"], "template", "gracehook", CHART, *args, check=False)
+        expect(result.returncode != 0 and needle in result.stderr, f"{sets}: {result.returncode} {result.stderr}")
+
+
+def base_objects():
+    return kustomize(os.path.join(REPO, "manifests", "base"))
+
+
+# The fields of a webhook that decide what is sent where, and how.
+WEBHOOK_FIELDS = ("name", "rules", "failurePolicy", "timeoutSeconds", "sideEffects", "reinvocationPolicy",
+                  "matchPolicy", "namespaceSelector", "objectSelector", "admissionReviewVersions", "clientConfig")
+
+
+def webhooks(config):
+    out = []
+    for w in config["webhooks"]:
+        w = json.loads(json.dumps(w))
+        w["clientConfig"].pop("caBundle", None)
+        out.append({k: w.get(k) for k in WEBHOOK_FIELDS})
+        extra = set(w) - set(WEBHOOK_FIELDS)
+        expect(not extra, f"{w['name']}: fields this test does not compare: {extra}")
+    return out
+
+
+@scenario
+def chart_webhook_configuration_equals_the_base(t):
+    base = find(base_objects(), "MutatingWebhookConfiguration", "gracehook")
+    for name, sets in SOURCES.items():
+        chart = find(helm_template(*sets), "MutatingWebhookConfiguration")
+        expect(chart["metadata"]["name"] == base["metadata"]["name"], chart["metadata"]["name"])
+        expect_equal(webhooks(chart), webhooks(base), f"the webhooks of the chart ({name}) and manifests/base")
+    # cert-manager: the same annotation as manifests/cert-manager.
+    overlay = find(kustomize(os.path.join(REPO, "manifests", "cert-manager")), "MutatingWebhookConfiguration")
+    chart = find(helm_template(*SOURCES["cert-manager"]), "MutatingWebhookConfiguration")
+    expect_equal(chart["metadata"]["annotations"], overlay["metadata"]["annotations"], "cert-manager annotations")
+
+
+def env_of(container):
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+@scenario
+def chart_deployment_equals_the_base(t):
+    base = find(base_objects(), "Deployment", "gracehook")
+    chart = find(helm_template(), "Deployment", "gracehook")
+    # Labels differ on purpose (Helm's own); everything else must not.
+    b_spec, c_spec = json.loads(json.dumps(base["spec"])), json.loads(json.dumps(chart["spec"]))
+    b_labels = b_spec["template"]["metadata"].pop("labels")
+    c_labels = c_spec["template"]["metadata"].pop("labels")
+    expect(all(c_labels.get(k) == v for k, v in b_labels.items()), f"pod labels {c_labels} lack {b_labels}")
+    expect_equal(env_of(c_spec["template"]["spec"]["containers"][0]), env_of(b_spec["template"]["spec"]["containers"][0]),
+                 "the env of the chart's and the base's container")
+    expect_equal(c_spec, b_spec, "the Deployment specs of the chart and manifests/base")
+    expect(chart["metadata"]["namespace"] == base["metadata"]["namespace"], chart["metadata"])
+
+
+@scenario
+def chart_service_rbac_and_disruption_budget_equal_the_base(t):
+    base, chart = base_objects(), helm_template()
+    for kind, name in (("Service", "gracehook"), ("PodDisruptionBudget", "gracehook"),
+                       ("ClusterRole", "gracehook-namespaces"), ("ClusterRoleBinding", "gracehook-namespaces"),
+                       ("ServiceAccount", "gracehook")):
+        b, c = find(base, kind, name), find(chart, kind, name)
+        for o in (b, c):
+            o["metadata"].pop("labels", None)
+            o["metadata"].pop("annotations", None)
+        expect_equal(c, b, f"{kind}/{name} of the chart and manifests/base")
+    # Least privilege: no other rule anywhere, none at all without the watch.
+    expect([o["kind"] for o in chart if o["kind"] in ("Role", "RoleBinding")] == [], "extra RBAC")
+    quiet = helm_template("watchNamespaces=false")
+    expect(not [o for o in quiet if o["kind"].startswith("ClusterRole")], kinds(quiet))
+    expect(env_of(find(quiet, "Deployment")["spec"]["template"]["spec"]["containers"][0])["GRACEHOOK_WATCH_NAMESPACES"]
+           == "false", "watchNamespaces=false not passed on")
+
+
+@scenario
+def chart_values_reach_the_objects(t):
+    objects = helm_template(
+        "image.repository=registry.example.com/gracehook", "image.tag=9.9.9", "replicas=1",
+        "defaults.drainDelay=3s", "defaults.requestTimeout=40s", "defaults.margin=7s", "defaults.prestopStyle=exec",
+        "dryRun=true", "excludeNamespaces={kube-system,monitoring}", "nodeSelector.pool=system",
+        "tolerations[0].key=dedicated", "tolerations[0].operator=Exists", "podAnnotations.team=platform",
+        "priorityClassName=system-cluster-critical", "resources.limits.cpu=2", "webhook.timeoutSeconds=5",
+        "spreadReplicas=false", "extraEnv[0].name=GRACEHOOK_MAX_CONNECTIONS", "extraEnv[0].value=64",
+        "extraEnv[1].name=POD_NAME", "extraEnv[1].valueFrom.fieldRef.fieldPath=metadata.name",
+        release="web", namespace="hooks")
+    expect("PodDisruptionBudget" not in [o["kind"] for o in objects], "a PDB for one replica blocks every drain")
+    deploy = find(objects, "Deployment", "web-gracehook")
+    pod = deploy["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = env_of(container)
+    for key, value in {"GRACEHOOK_DEFAULT_DRAIN_DELAY": "3s", "GRACEHOOK_DEFAULT_REQUEST_TIMEOUT": "40s",
+                       "GRACEHOOK_DEFAULT_MARGIN": "7s", "GRACEHOOK_PRESTOP_STYLE": "exec", "GRACEHOOK_DRY_RUN": "true",
+                       "GRACEHOOK_EXCLUDE_NAMESPACES": "kube-system,monitoring,hooks",
+                       "GRACEHOOK_MAX_CONNECTIONS": "64"}.items():
+        expect(env.get(key) == value, f"{key}={env.get(key)!r}, want {value!r}")
+    expect({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"],
+           container["env"])
+    expect(container["image"] == "registry.example.com/gracehook:9.9.9", container["image"])
+    expect(container["resources"]["limits"] == {"cpu": 2, "memory": "128Mi"}, container["resources"])
+    expect(pod["nodeSelector"] == {"pool": "system"} and pod["tolerations"] == [{"key": "dedicated", "operator": "Exists"}], pod)
+    expect(pod["priorityClassName"] == "system-cluster-critical" and "topologySpreadConstraints" not in pod, pod)
+    expect(deploy["spec"]["template"]["metadata"]["annotations"]["team"] == "platform", deploy["spec"]["template"]["metadata"])
+    expect(pod["serviceAccountName"] == "web-gracehook", pod["serviceAccountName"])
+    config = find(objects, "MutatingWebhookConfiguration", "web-gracehook")
+    for w in config["webhooks"]:
+        expect(w["timeoutSeconds"] == 5, w)
+        expect(w["clientConfig"]["service"]["name"] == "web-gracehook" and w["clientConfig"]["service"]["namespace"] == "hooks", w)
+        expect(w["namespaceSelector"]["matchExpressions"][1]["values"] == ["kube-system", "monitoring", "hooks"], w)
+    binding = find(objects, "ClusterRoleBinding", "web-gracehook-namespaces")
+    expect(binding["subjects"] == [{"kind": "ServiceAccount", "name": "web-gracehook", "namespace": "hooks"}], binding)
+
+
+# -- monitoring: the chart and the component ---------------------------------
+
+def component_objects():
+    """manifests/base with the monitoring component, as an operator includes it."""
+    d = tempfile.mkdtemp(prefix="gracehook-ops-")
+    try:
+        # kustomize wants relative paths.
+        rel = os.path.relpath(os.path.join(REPO, "manifests"), d)
+        with open(os.path.join(d, "kustomization.yaml"), "w") as f:
+            f.write(f"resources: [{rel}/base]\ncomponents: [{rel}/monitoring]\n")
+        return kustomize(d)
+    finally:
+        shutil.rmtree(d)
+
+
+@scenario
+def monitoring_is_off_by_default_and_renders_when_on(t):
+    off = [o["kind"] for o in helm_template()]
+    expect("ServiceMonitor" not in off and "PrometheusRule" not in off, off)
+    on = helm_template("monitoring.enabled=true", "monitoring.labels.release=kube-prometheus-stack")
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        o = find(on, kind, "gracehook")
+        expect(o["metadata"]["namespace"] == "gracehook-system", o["metadata"])
+        expect(o["metadata"]["labels"]["release"] == "kube-prometheus-stack", o["metadata"]["labels"])
+    only_rules = [o["kind"] for o in helm_template("monitoring.enabled=true", "monitoring.serviceMonitor.enabled=false")]
+    expect("ServiceMonitor" not in only_rules and "PrometheusRule" in only_rules, only_rules)
+
+
+@scenario
+def chart_and_component_ship_the_same_rules_and_scrape_alike(t):
+    component = component_objects()
+    chart = helm_template("monitoring.enabled=true")
+    expect_equal(find(chart, "PrometheusRule")["spec"], find(component, "PrometheusRule")["spec"],
+                 "the rules of the chart and of manifests/monitoring")
+    expect_equal(find(chart, "PrometheusRule")["spec"], to_objects(open(RULES).read())[0]["spec"],
+                 "the chart's rules and their source")
+    c_mon, k_mon = find(chart, "ServiceMonitor")["spec"], find(component, "ServiceMonitor")["spec"]
+    expect(c_mon["selector"]["matchLabels"].pop("app.kubernetes.io/instance") == "gracehook", c_mon)
+    expect_equal(c_mon, k_mon, "the ServiceMonitors of the chart and of manifests/monitoring")
+    # Each selects its own Service, by labels it has, on a port it has, and
+    # names the job `gracehook` (the label its Service carries).
+    for objects, monitor in ((chart, find(chart, "ServiceMonitor")), (component, find(component, "ServiceMonitor"))):
+        service = find(objects, "Service", "gracehook")
+        labels = service["metadata"]["labels"]
+        expect(all(labels.get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items()), (labels, monitor))
+        expect(labels.get(monitor["spec"]["jobLabel"]) == "gracehook", labels)
+        ports = {p["name"] for p in service["spec"]["ports"]}
+        expect({e["port"] for e in monitor["spec"]["endpoints"]} <= ports, ports)
+        expect(monitor["metadata"]["namespace"] == service["metadata"]["namespace"], monitor["metadata"])
+    expect(all(r["expr"].count('job="gracehook"') or "apiserver_" in r["expr"] or "kube_" in r["expr"]
+               for r in rules()), "a rule on gracehook's metrics that does not select job=\"gracehook\"")
+
+
+@scenario
+def policy_mode_renders_only_the_policies(t):
+    """policy.enabled: the objects of files/policy.yaml (kept equal to
+    `gracehook policy` by tests/it/policy.rs) and no webhook object."""
+    chart = helm_template("policy.enabled=true", "monitoring.enabled=true")
+    source = to_objects(open(os.path.join(CHART, "files", "policy.yaml")).read())
+    expect(len(source) == 8, kinds(source))
+    expect(kinds(chart) == kinds(source), f"{kinds(chart)} != {kinds(source)}")
+    for o in source:
+        expect_equal(find(chart, o["kind"], o["metadata"]["name"]), o, f"{o['kind']} {o['metadata']['name']}")
+    webhook = [o["kind"] for o in helm_template()]
+    expect("MutatingAdmissionPolicy" not in webhook and "Deployment" in webhook, webhook)
+
+
+@scenario
+def runbook_base_url_is_a_chart_value(t):
+    chart = helm_template("monitoring.enabled=true", "monitoring.runbookBaseURL=https://wiki.example.com/gracehook")
+    urls = [r["annotations"]["runbook_url"] for g in find(chart, "PrometheusRule")["spec"]["groups"] for r in g["rules"]]
+    expect(urls and all(re.fullmatch(r"https://wiki\.example\.com/gracehook#gracehook\w+", u) for u in urls), urls)
+
+
+@scenario
+def the_packaged_chart_holds_the_rules(t):
+    """`helm package` keeps files/prometheusrule.yaml and drops the
+    kustomization beside it (.helmignore); the package renders the same rules."""
+    d = tempfile.mkdtemp(prefix="gracehook-ops-")
+    try:
+        out = run(TOOLS["helm"], "package", CHART, "--destination", d).stdout
+        package = os.path.join(d, "gracehook-0.1.0.tgz")
+        expect(os.path.exists(package), out)
+        listing = run("tar", "-tzf", package).stdout.split()
+        expect("gracehook/files/prometheusrule.yaml" in listing, listing)
+        expect("gracehook/files/kustomization.yaml" not in listing, listing)
+        rendered = to_objects(run(TOOLS["helm"], "template", "gracehook", package, "--namespace", "gracehook-system",
+                                  "--set", "monitoring.enabled=true").stdout)
+        expect_equal(find(rendered, "PrometheusRule")["spec"], to_objects(open(RULES).read())[0]["spec"],
+                     "the packaged chart's rules and their source")
+    finally:
+        shutil.rmtree(d)
+
+
+@scenario
+def the_docs_describe_every_value(t):
+    """Each top-level value of values.yaml is named in docs/operations.md."""
+    doc = open(RUNBOOK).read()
+    keys = re.findall(r"^([a-zA-Z]\w*):", open(os.path.join(CHART, "values.yaml")).read(), re.M)
+    missing = [k for k in keys if f"`{k}" not in doc and k not in ("fullnameOverride", "revisionHistoryLimit")]
+    expect(not missing, f"values not in docs/operations.md: {missing}")
