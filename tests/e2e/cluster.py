@@ -286,6 +286,15 @@ SEED = {
 }
 
 
+def drain_hook(delay, command, timeout):
+    """The exec command gracehook writes for a drain command (docs/plan.md)."""
+    script = f"trap 'exit 0' TERM; sleep {delay}; sh -c \"$1\" & sleep {timeout} & wait $!"
+    return ["sh", "-c", script, "gracehook-drain", command]
+
+
+SEED_HOOK = drain_hook(3, "apachectl -k graceful-stop", 30)
+
+
 def prestop(p, i=0):
     return p["spec"]["containers"][i].get("lifecycle", {}).get("preStop")
 

@@ -19,7 +19,7 @@ import re
 import subprocess
 import time
 
-from cluster import REPO, SEED, log, percentile, pod
+from cluster import REPO, SEED, SEED_HOOK, log, percentile, pod
 from harness import expect, scenario, wait_for
 
 # The documented differences (docs/policy.md, "Differences"), by name: the
@@ -172,7 +172,7 @@ DURATIONS_OK = ["3s", "1.5s", "500ms", "90", "1m30s", "+7", " 30 ", ".5s", "5.s"
                 "1µs", "2500us", "3s500ms", "+", "000000000000000000030", "2m", "45", "10s"]
 DURATIONS_BAD = ["thirty", "-5s", "1.5", "5sec", "5d", "1s2", "", " ", "99999999999999999999", "-0",
                  "1.5s3.5", "1s.", "s", ".s", "5 s"]
-HOOK_EXEC = {"exec": {"command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3; apachectl -k graceful-stop; sleep 30 & wait"]}}
+HOOK_EXEC = {"exec": {"command": SEED_HOOK}}
 
 
 def named_cases(c):
@@ -197,7 +197,9 @@ def named_cases(c):
         ("a hook of its own and a postStart", pod("x", {"gracehook.io/drain-delay": "4s"}, containers=[
             container("own", {"httpGet": {"path": "/drain", "port": 8080}}),
             container("post", lifecycle={"postStart": {"exec": {"command": ["true"]}}}),
-            container("older", {"exec": {"command": ["sh", "-c", "sleep 3; apachectl -k graceful-stop; sleep 30"]}})])),
+            container("older", {"exec": {"command": ["sh", "-c", "sleep 3; apachectl -k graceful-stop; sleep 30"]}}),
+            container("pasted", {"exec": {"command": [
+                "sh", "-c", "trap 'exit 0' TERM; sleep 3; apachectl -k graceful-stop; sleep 30 & wait"]}})])),
         ("status already recorded", pod("x", {"gracehook.io/status": '{"grace":40,"containers":{"web":"sleep"}}'},
                                          containers=[container("web", {"sleep": {"seconds": 5}})], grace=40)),
         ("a stale status", pod("x", {"gracehook.io/status": "old"})),
@@ -243,7 +245,17 @@ def named_cases(c):
     for key, value in [("gracehook.io/inject", "no"), ("gracehook.io/mode", "strict"),
                        ("gracehook.io/drain-command", "  "), ("gracehook.io/containers", " , "),
                        ("gracehook.io/inject.web", "maybe"), ("gracehook.io/drain-command.web", ""),
-                       ("gracehook.io/containers", "ghost"), ("gracehook.io/containers", "web,web")]:
+                       ("gracehook.io/containers", "ghost"), ("gracehook.io/containers", "web,web"),
+                       # Drain commands: each runs as the hook's argument, whatever its text;
+                       # open quoting is refused by both.
+                       ("gracehook.io/drain-command", "nginx -s quit;"),
+                       ("gracehook.io/drain-command", "nginx -s quit &"),
+                       ("gracehook.io/drain-command", "kill -QUIT 1 # don't wait"),
+                       ("gracehook.io/drain-command", "echo \"a 'b'\" && true || false | cat\nsecond line"),
+                       ("gracehook.io/drain-command", "echo $HOME ${X:-y} \\\nnext"),
+                       ("gracehook.io/drain-command", "echo 'unclosed"),
+                       ("gracehook.io/drain-command.web", "echo \"a\\\""),
+                       ("gracehook.io/drain-command", "nginx -s quit \\")]:
         cases.append((f"{key} {value!r}", pod("x", {key: value})))
     return cases
 
@@ -409,6 +421,7 @@ def differential(c, variant, cases, flags=(), server_flags=(), ns_annotations=No
         f"{len(failures)} differences")
     expect(not failures, f"{len(failures)} differences:\n" + "\n".join(failures[:15]))
     expect(mutated > 0 and denied > 0, "nothing was mutated or denied: the comparison proves nothing")
+    return results
 
 
 @scenario
@@ -462,6 +475,23 @@ def policy_matches_the_webhook_with_namespace_defaults(c):
     cases = [case for case in named_cases(c) if not case[0].startswith(("drain-delay ", "request-timeout.web "))]
     differential(c, "nsdefaults", cases + generated_cases(3, 20), flags=["--namespace-defaults"],
                  server_flags=["--watch-namespaces"], ns_annotations=annotations)
+
+
+@scenario
+def policy_matches_the_webhook_with_a_namespace_default_too_long(c):
+    """`request-timeout: 2h` on a namespace, above --max-grace 1h, is ignored
+    by both (it used to deny every plain pod); the fitting drain delay is
+    kept."""
+    annotations = {"gracehook.io/request-timeout": "2h", "gracehook.io/drain-delay": "10s"}
+    cases = [("defaults", pod("x")), ("seed", pod("x", dict(SEED))),
+             ("own request timeout too long", pod("x", {"gracehook.io/request-timeout": "2h"}))]
+    results = differential(c, "nslong", cases + generated_cases(4, 8), flags=["--namespace-defaults"],
+                           server_flags=["--watch-namespaces"], ns_annotations=annotations)
+    for side in ("webhook", "policy"):
+        plain = results[(side, "enforce")][0]
+        expect(plain["status"] == 201, f"{side} refused a plain pod: {plain}")
+        grace = plain["body"]["spec"]["terminationGracePeriodSeconds"]
+        expect(grace == 10 + 30 + 5, f"{side}: grace {grace}, not 10s + the flags' 30s + 5s")
 
 
 @scenario

@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.request
 
-from cluster import REPO, SEED, audit_run, big_deployment, deployment, log, logged, percentile, pod, prestop
+from cluster import REPO, SEED, SEED_HOOK, audit_run, big_deployment, deployment, log, logged, percentile, pod, prestop
 from harness import expect, scenario, wait_for
 
 # -- scenarios -------------------------------------------------------------
@@ -22,7 +22,7 @@ def enforce_seed_recipe(c):
     ns = c.namespace("shop", "enforce")
     c.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(pod("web", SEED, grace=30)))
     p = c.get_pod(ns, "web")
-    expect(prestop(p) == {"exec": {"command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3; apachectl -k graceful-stop; sleep 30 & wait"]}},
+    expect(prestop(p) == {"exec": {"command": SEED_HOOK}},
            f"preStop {prestop(p)}")
     expect(p["spec"]["terminationGracePeriodSeconds"] == 40, p["spec"]["terminationGracePeriodSeconds"])
     status = json.loads(p["metadata"]["annotations"]["gracehook.io/status"])
@@ -173,7 +173,7 @@ def server_side_dry_run_shows_the_mutation_and_stores_nothing(c):
     result = c.kubectl("apply", "-n", ns, "--dry-run=server", "-o", "json", "-f", "-",
                        input=json.dumps(pod("preview", SEED)))
     p = json.loads(result.stdout)
-    expect(prestop(p)["exec"]["command"][2] == "trap 'exit 0' TERM; sleep 3; apachectl -k graceful-stop; sleep 30 & wait", prestop(p))
+    expect(prestop(p)["exec"]["command"] == SEED_HOOK, prestop(p))
     expect(c.kubectl("get", "pod", "-n", ns, "preview", check=False).returncode != 0, "dry run stored the pod")
 
 
@@ -185,7 +185,7 @@ def reinvocation_does_not_patch_twice(c):
         before = c.metrics()
         c.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(pod("web", SEED)))
         p = c.get_pod(ns, "web")
-        expect(prestop(p)["exec"]["command"][2] == "trap 'exit 0' TERM; sleep 3; apachectl -k graceful-stop; sleep 30 & wait", prestop(p))
+        expect(prestop(p)["exec"]["command"] == SEED_HOOK, prestop(p))
         after = c.metrics()
         key = '{path="/mutate",outcome="%s"}'
         expect(after.get(key % "patched", 0) - before.get(key % "patched", 0) == 1,
@@ -287,12 +287,68 @@ def audit_reports_a_live_cluster_with_list_permission_only(c):
     expect("listed" in table.stderr, "no progress on stderr")
 
     risky = audit("-n", ns, "--fail-on-risk")
-    expect(risky.returncode == 1, f"exit {risky.returncode}")
+    expect(risky.returncode == 3, f"exit {risky.returncode}")
     fine = audit("-n", calm, "--fail-on-risk")
     expect(fine.returncode == 0, f"exit {fine.returncode}: {fine.stdout} {fine.stderr}")
     everywhere = audit("-A", "-o", "json")
     expect(everywhere.returncode == 0, everywhere.stderr)
     expect(json.loads(everywhere.stdout)["summary"]["total"] >= 5, everywhere.stdout[:500])
+    missing = audit("-n", "does-not-exist")
+    expect(missing.returncode == 1, f"exit {missing.returncode}")
+    expect("namespace does-not-exist not found" in missing.stderr, missing.stderr)
+
+
+@scenario
+def audit_of_one_namespace_needs_rights_in_that_namespace_only(c):
+    """`audit -n NS` gets its Namespace and lists inside it: a user whose
+    Role covers one namespace audits it, and gets a clear, complete-false
+    report elsewhere."""
+    ns = c.namespace("audit-rbac", "audit")
+    other = c.namespace("audit-rbac-other", "audit")
+    for namespace in (ns, other):
+        c.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(deployment("bare")))
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "auditor", "namespace": ns},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+                      {"apiGroups": ["apps"], "verbs": ["list"],
+                       "resources": ["deployments", "statefulsets", "daemonsets", "replicasets"]},
+                      {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["list"]}]}
+    # Getting a Namespace is a cluster-scoped right: one ClusterRole, bound in
+    # the namespace by a RoleBinding, grants it for that namespace only.
+    getter = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+              "metadata": {"name": "audit-rbac-namespace-get"},
+              "rules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]}]}
+    c.kubectl("create", "serviceaccount", "auditor", "-n", ns)
+    for obj in (role, getter):
+        c.kubectl("apply", "-f", "-", input=json.dumps(obj))
+    c.kubectl("create", "rolebinding", "auditor", "-n", ns, "--role", "auditor",
+              f"--serviceaccount={ns}:auditor")
+    c.kubectl("create", "rolebinding", "auditor-namespace", "-n", ns,
+              "--clusterrole", "audit-rbac-namespace-get", f"--serviceaccount={ns}:auditor")
+    token = c.kubectl("create", "token", "auditor", "-n", ns).stdout.strip()
+    config = json.load(open(c.env["KUBECONFIG"]))
+    config["users"][0]["user"] = {"token": token}
+    kubeconfig = os.path.join(c.dir, "audit-rbac-kubeconfig")
+    with open(kubeconfig, "w") as f:
+        json.dump(config, f)
+
+    def audit(*args):
+        return subprocess.run([c.gracehook, "audit", "--kubeconfig", kubeconfig, *args],
+                              capture_output=True, text=True, timeout=120)
+
+    mine = audit("-n", ns, "-o", "json")
+    expect(mine.returncode == 0, mine.stderr)
+    report = json.loads(mine.stdout)
+    expect([w["name"] for w in report["workloads"]] == ["bare"], report["workloads"])
+    expect(report["workloads"][0]["mode"] == "audit", report["workloads"][0])
+    expect(report["summary"]["complete"] is True, report["summary"])
+    for args, words in [(("-n", other), ["getting namespace audit-rbac-other", "403"]),
+                        (("-A",), ["listing namespaces", "403"])]:
+        refused = audit(*args, "-o", "json")
+        expect(refused.returncode == 1, f"{args}: exit {refused.returncode}")
+        summary = json.loads(refused.stdout)["summary"]
+        expect(summary["complete"] is False, summary)
+        expect(all(w in summary.get("error", "") for w in words), summary)
 
 
 @scenario

@@ -134,7 +134,10 @@ TRACER = ["/usr/local/bin/tracer"]
 # kill(-1, SIGTERM) (it is the container's PID 1) ends it with 143.
 SEED_TEXT = "sleep {d}; {cmd}; sleep {t}"
 # What gracehook writes instead (docs/plan.md): the same waits, exit 0.
-GRACEHOOK_TEXT = "trap 'exit 0' TERM; sleep {d}; {cmd}; sleep {t} & wait"
+def gracehook_hook(d, cmd, t):
+    """The exec command gracehook writes for a drain command (docs/plan.md)."""
+    script = f"trap 'exit 0' TERM; sleep {d}; sh -c \"$1\" & sleep {t} & wait $!"
+    return ["sh", "-c", script, "gracehook-drain", cmd]
 
 
 @scenario
@@ -257,8 +260,7 @@ def seed_namespaces(c):
 @scenario
 def controller_pods_carry_the_seed_recipe(c):
     ns = seed_namespaces(c)["enforce"]
-    seed_hook = {"exec": {"command": ["sh", "-c", GRACEHOOK_TEXT.format(d=3, cmd="apachectl -k graceful-stop",
-                                                                         t=30)]}}
+    seed_hook = {"exec": {"command": gracehook_hook(3, "apachectl -k graceful-stop", 30)}}
     pods = pods_of(c, ns, "web")
     expect(len(pods) == 3, [p["metadata"]["name"] for p in pods])
     rs = c.get("replicasets", "-n", ns)["items"]
@@ -579,7 +581,7 @@ def with_gracehook(c):
 @scenario
 def rolling_update_with_gracehook(c):
     result = with_gracehook(c)
-    expected = {"exec": {"command": ["sh", "-c", GRACEHOOK_TEXT.format(d=2, cmd=APACHE_DRAIN, t=6)]}}
+    expected = {"exec": {"command": gracehook_hook(2, APACHE_DRAIN, 6)}}
     expect(result["hook"] == expected, f"preStop {result['hook']}")
     expect(result["failed"] == 0, f"{result['failed']} requests failed: {result['failures'][:5]}")
     expect(result["requests"] == 1200, result["requests"])
