@@ -92,7 +92,7 @@ impl Hook {
             Hook::Shell {
                 delay,
                 command: Some((cmd, timeout)),
-            } => drain_description(delay, cmd, timeout),
+            } => drain_description(delay, printable(cmd), timeout),
             Hook::Shell { delay, .. } | Hook::Sleep { seconds: delay } => sleep_description(delay),
         }
     }
@@ -131,6 +131,20 @@ pub fn drain_description(
     timeout: impl Display,
 ) -> String {
     format!("sleep {delay}s; {command}; sleep {timeout}s")
+}
+
+/// The characters of a command that a warning cannot carry (the API server
+/// drops a warning with a control character), written as escapes:
+/// `PRINTABLE` pairs each with its escape, for CEL to do the same.
+pub const PRINTABLE: [(char, &str); 3] = [('\n', "\\n"), ('\r', "\\r"), ('\t', "\\t")];
+
+/// `command` with [`PRINTABLE`]'s characters escaped.
+pub fn printable(command: &str) -> String {
+    PRINTABLE
+        .iter()
+        .fold(command.to_string(), |text, (c, escape)| {
+            text.replace(*c, escape)
+        })
 }
 
 /// [`Hook::describe`] of a hook without one.

@@ -474,3 +474,36 @@ def manifests_pass_server_side_validation(c):
                            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
         expect(result.returncode == 0, f"{name}: {result.stderr}")
         expect(result.stderr.strip() == "" or "Warning" not in result.stderr, f"{name} warnings: {result.stderr}")
+
+
+@scenario
+def the_largest_pod_the_api_server_stores_fits_the_body_limit(c):
+    """The body limit (7 MiB, src/server/routes.rs) must hold the review of
+    any pod CREATE the API server can store. Bisects the number of minimal
+    containers a stored pod can have (the request limit is 3 MiB, etcd's
+    1.5 MiB; defaulting adds ~150 bytes to each container), and measures the
+    stored pod's JSON, which is the review's object (printed for
+    docs/operations.md)."""
+    ns = c.namespace("bodylimit", "enforce")
+
+    def create(count):
+        body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"big-{count}"},
+                "spec": {"containers": [{"name": f"c{i}", "image": "b"} for i in range(count)]}}
+        result = c.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(body), check=False)
+        return result.returncode == 0
+
+    lo, hi = 1, 120_000
+    while hi - lo > max(lo // 50, 1):
+        mid = (lo + hi) // 2
+        if create(mid):
+            lo = mid
+        else:
+            hi = mid
+    stored = json.loads(c.kubectl("get", "pod", "-n", ns, f"big-{lo}", "-o", "json").stdout)
+    # As the API server writes it into a review: compact.
+    size = len(json.dumps(stored, separators=(",", ":")).encode())
+    limit = 7 * 1024 * 1024
+    log(f"largest stored pod: {lo} minimal containers, {size} bytes of JSON "
+        f"({size / 1024 / 1024:.2f} MiB; the body limit is 7 MiB)")
+    expect(size + 64 * 1024 < limit, f"a storable pod's review ({size} bytes) does not fit the 7 MiB limit")
+    c.kubectl("delete", "namespace", ns, "--wait=false")

@@ -182,3 +182,16 @@ proptest! {
         prop_assert_eq!(quoting_closed(&command), re.is_match(&command), "{:?}", command);
     }
 }
+
+/// The API server drops a warning with a control character: a command's
+/// newlines and tabs are escaped where a warning or the audit summary shows
+/// it, never in the hook that runs it.
+#[test]
+fn a_command_is_shown_without_control_characters() {
+    let hook = Hook::Shell {
+        delay: 3,
+        command: Some(("echo a\n\techo b\r".to_string(), 30)),
+    };
+    assert_eq!(hook.describe(), "sleep 3s; echo a\\n\\techo b\\r; sleep 30s");
+    assert_eq!(hook.argv()[4], "echo a\n\techo b\r");
+}

@@ -232,7 +232,7 @@ fn the_hook_text_is_the_planners() {
         script,
         r#"trap 'exit 0' TERM; sleep 3; sh -c "$1" & sleep 30 & wait $!"#
     );
-    let cel = r#"['sh', '-c', 'trap \'exit 0\' TERM; sleep ' + string(r.delay) + '; sh -c "$1" & sleep ' + string(r.timeout) + ' & wait $!', 'gracehook-drain', r.command]"#;
+    let cel = r#"['sh', '-c', 'trap \'exit 0\' TERM; sleep ' + string(r.delay) + '; sh -c "$1" & sleep ' + string(r.timeout) + ' & wait $!', 'gracehook-drain', string(r.command)]"#;
     assert!(hooks.contains(cel), "{hooks}");
 }
 
