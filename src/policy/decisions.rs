@@ -22,13 +22,15 @@ pub(super) fn hooks(options: &Options) -> Vec<Variable> {
     };
     let copy = "'name': r.name, 'index': r.index, 'lifecycle': r.lifecycle, 'delay': r.delay, 'timeout': r.timeout, 'command': r.command";
     // Hook::describe: the command with hook::PRINTABLE's escapes.
-    let printable = hook::PRINTABLE.iter().fold("r.command".to_string(), |text, (c, escape)| {
-        format!(
-            "{text}.replace({}, {})",
-            cel::string(&c.to_string()),
-            cel::string(escape)
-        )
-    });
+    let printable = hook::PRINTABLE
+        .iter()
+        .fold("r.command".to_string(), |text, (c, escape)| {
+            format!(
+                "{text}.replace({}, {})",
+                cel::string(&c.to_string()),
+                cel::string(escape)
+            )
+        });
     let slots = ["string(r.delay)", printable.as_str(), "string(r.timeout)"];
     let (d, c, t) = (Slot(0), Slot(1), Slot(2));
     // Hook::argv: the drain command is the script's argument, never its text.

@@ -192,6 +192,9 @@ fn a_command_is_shown_without_control_characters() {
         delay: 3,
         command: Some(("echo a\n\techo b\r".to_string(), 30)),
     };
-    assert_eq!(hook.describe(), "sleep 3s; echo a\\n\\techo b\\r; sleep 30s");
+    assert_eq!(
+        hook.describe(),
+        "sleep 3s; echo a\\n\\techo b\\r; sleep 30s"
+    );
     assert_eq!(hook.argv()[4], "echo a\n\techo b\r");
 }
