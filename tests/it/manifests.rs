@@ -317,3 +317,132 @@ fn audit_role_only_lists() {
         ]
     );
 }
+
+/// The network, priority, placement and TLS-name promises of
+/// docs/operations.md ("Network access", "Priority and placement", "The
+/// certificate") hold in manifests/base.
+#[test]
+fn base_limits_ingress_is_critical_spreads_and_names_the_service() {
+    let objects = render(&repo().join("manifests/base"));
+    let deployment = find(&objects, "Deployment", "gracehook");
+    let template = &deployment["spec"]["template"];
+    let pod = &template["spec"];
+    let labels = template["metadata"]["labels"].as_object().unwrap();
+    let selects_the_pods = |selector: &Value| {
+        let selector = selector["matchLabels"].as_object().unwrap();
+        !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+    };
+    let port = |name: &str| {
+        pod["containers"][0]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["containerPort"]
+            .clone()
+    };
+
+    // Ingress only: the webhook port from anywhere, the metrics port from
+    // the monitoring namespace, nothing else.
+    let policy = find(&objects, "NetworkPolicy", "gracehook");
+    assert_eq!(policy["metadata"]["namespace"], "gracehook-system");
+    assert!(selects_the_pods(&policy["spec"]["podSelector"]), "{policy}");
+    assert_eq!(
+        policy["spec"]["policyTypes"],
+        serde_json::json!(["Ingress"])
+    );
+    let rules = policy["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    let rule_for = |port: &Value| {
+        let rule = rules
+            .iter()
+            .find(|r| {
+                r["ports"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["port"] == *port)
+            })
+            .unwrap_or_else(|| panic!("no rule for port {port}"));
+        assert_eq!(rule["ports"].as_array().unwrap().len(), 1, "{rule}");
+        rule
+    };
+    assert!(rule_for(&port("webhook"))["from"].is_null());
+    assert_eq!(
+        rule_for(&port("metrics"))["from"],
+        serde_json::json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}])
+    );
+
+    // system-cluster-critical, with the quota that allows it outside kube-system.
+    let class = pod["priorityClassName"].as_str().unwrap();
+    assert_eq!(class, "system-cluster-critical");
+    let quota = find(&objects, "ResourceQuota", "gracehook-critical-pods");
+    assert_eq!(
+        quota["metadata"]["namespace"],
+        deployment["metadata"]["namespace"]
+    );
+    assert_eq!(
+        quota["spec"]["scopeSelector"]["matchExpressions"],
+        serde_json::json!([{"scopeName": "PriorityClass", "operator": "In", "values": [class]}])
+    );
+    let allowed: i64 = quota["spec"]["hard"]["pods"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let surge = deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
+        .as_i64()
+        .unwrap();
+    assert!(allowed >= deployment["spec"]["replicas"].as_i64().unwrap() + surge);
+
+    // Replicas on different nodes when possible, one revision at a time.
+    let spread = pod["topologySpreadConstraints"].as_array().unwrap();
+    let by_host = spread
+        .iter()
+        .find(|c| c["topologyKey"] == "kubernetes.io/hostname")
+        .expect("a spread over nodes");
+    assert_eq!(by_host["maxSkew"], 1);
+    assert_eq!(by_host["whenUnsatisfiable"], "ScheduleAnyway");
+    for constraint in spread {
+        assert!(
+            selects_the_pods(&constraint["labelSelector"]),
+            "{constraint}"
+        );
+        assert_eq!(
+            constraint["matchLabelKeys"],
+            serde_json::json!(["pod-template-hash"])
+        );
+    }
+
+    // --tls-server-names: the name the API server checks for the service
+    // reference, which the certificates of both overlays hold.
+    let names = env_of(&pod["containers"][0])
+        .into_iter()
+        .find(|(k, _)| k == "GRACEHOOK_TLS_SERVER_NAMES")
+        .expect("GRACEHOOK_TLS_SERVER_NAMES")
+        .1;
+    let config = find(&objects, "MutatingWebhookConfiguration", "gracehook");
+    for webhook in config["webhooks"].as_array().unwrap() {
+        let service = &webhook["clientConfig"]["service"];
+        let checked = format!(
+            "{}.{}.svc",
+            service["name"].as_str().unwrap(),
+            service["namespace"].as_str().unwrap()
+        );
+        assert_eq!(names, checked);
+    }
+    assert!(
+        gracehook::server::tls::certs::service_names("gracehook", "gracehook-system")
+            .iter()
+            .any(|n| *n == names)
+    );
+    let overlay = render(&repo().join("manifests/cert-manager"));
+    let certificate = find(&overlay, "Certificate", "gracehook-serving");
+    assert!(
+        certificate["spec"]["dnsNames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| *n == names.as_str())
+    );
+}

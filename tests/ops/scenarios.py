@@ -239,8 +239,8 @@ def helm_lint(t):
 @scenario
 def helm_template_renders_each_certificate_source(t):
     common = ["ClusterRole/gracehook-namespaces", "ClusterRoleBinding/gracehook-namespaces", "Deployment/gracehook",
-              "MutatingWebhookConfiguration/gracehook", "PodDisruptionBudget/gracehook", "Service/gracehook",
-              "ServiceAccount/gracehook"]
+              "MutatingWebhookConfiguration/gracehook", "NetworkPolicy/gracehook", "PodDisruptionBudget/gracehook",
+              "ResourceQuota/gracehook-critical-pods", "Service/gracehook", "ServiceAccount/gracehook"]
     want = {
         "generate": common + ["Secret/gracehook-tls"],
         "cert-manager": common + ["Certificate/gracehook-ca", "Certificate/gracehook-serving",
@@ -376,11 +376,12 @@ def chart_deployment_equals_the_base(t):
 
 
 @scenario
-def chart_service_rbac_and_disruption_budget_equal_the_base(t):
+def chart_service_rbac_disruption_budget_network_policy_and_quota_equal_the_base(t):
     base, chart = base_objects(), helm_template()
     for kind, name in (("Service", "gracehook"), ("PodDisruptionBudget", "gracehook"),
                        ("ClusterRole", "gracehook-namespaces"), ("ClusterRoleBinding", "gracehook-namespaces"),
-                       ("ServiceAccount", "gracehook")):
+                       ("ServiceAccount", "gracehook"), ("NetworkPolicy", "gracehook"),
+                       ("ResourceQuota", "gracehook-critical-pods")):
         b, c = find(base, kind, name), find(chart, kind, name)
         for o in (b, c):
             o["metadata"].pop("labels", None)
@@ -401,7 +402,7 @@ def chart_values_reach_the_objects(t):
         "defaults.drainDelay=3s", "defaults.requestTimeout=40s", "defaults.margin=7s", "defaults.prestopStyle=exec",
         "dryRun=true", "excludeNamespaces={kube-system,monitoring}", "nodeSelector.pool=system",
         "tolerations[0].key=dedicated", "tolerations[0].operator=Exists", "podAnnotations.team=platform",
-        "priorityClassName=system-cluster-critical", "resources.limits.cpu=2", "webhook.timeoutSeconds=5",
+        "priorityClassName=platform-high", "resources.limits.cpu=2", "webhook.timeoutSeconds=5",
         "spreadReplicas=false", "extraEnv[0].name=GRACEHOOK_MAX_CONNECTIONS", "extraEnv[0].value=64",
         "extraEnv[1].name=POD_NAME", "extraEnv[1].valueFrom.fieldRef.fieldPath=metadata.name",
         release="web", namespace="hooks")
@@ -420,7 +421,8 @@ def chart_values_reach_the_objects(t):
     expect(container["image"] == "registry.example.com/gracehook:9.9.9", container["image"])
     expect(container["resources"]["limits"] == {"cpu": 2, "memory": "128Mi"}, container["resources"])
     expect(pod["nodeSelector"] == {"pool": "system"} and pod["tolerations"] == [{"key": "dedicated", "operator": "Exists"}], pod)
-    expect(pod["priorityClassName"] == "system-cluster-critical" and "topologySpreadConstraints" not in pod, pod)
+    expect(pod["priorityClassName"] == "platform-high" and "topologySpreadConstraints" not in pod, pod)
+    expect("ResourceQuota" not in [o["kind"] for o in objects], "a quota for a class that needs none")
     expect(deploy["spec"]["template"]["metadata"]["annotations"]["team"] == "platform", deploy["spec"]["template"]["metadata"])
     expect(pod["serviceAccountName"] == "web-gracehook", pod["serviceAccountName"])
     config = find(objects, "MutatingWebhookConfiguration", "web-gracehook")
@@ -533,3 +535,148 @@ def the_docs_describe_every_value(t):
     keys = re.findall(r"^([a-zA-Z]\w*):", open(os.path.join(CHART, "values.yaml")).read(), re.M)
     missing = [k for k in keys if f"`{k}" not in doc and k not in ("fullnameOverride", "revisionHistoryLimit")]
     expect(not missing, f"values not in docs/operations.md: {missing}")
+
+
+# -- network access, priority, placement, TLS names, client CA ---------------
+
+def pod_spec(objects):
+    return find(objects, "Deployment")["spec"]["template"]["spec"]
+
+
+def ingress_rule(policy, port):
+    rules = [r for r in policy["spec"]["ingress"] if any(p.get("port") == port for p in r.get("ports", []))]
+    expect(len(rules) == 1, f"{len(rules)} ingress rules for port {port}: {policy['spec']['ingress']}")
+    rule = rules[0]
+    expect([p.get("port") for p in rule["ports"]] == [port], f"the rule for {port} opens other ports: {rule}")
+    return rule
+
+
+@scenario
+def the_network_policy_opens_the_webhook_port_to_all_and_metrics_to_prometheus(t):
+    objects = helm_template()
+    policy = find(objects, "NetworkPolicy", "gracehook")
+    pod_labels = find(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    expect(selector and all(pod_labels.get(k) == v for k, v in selector.items()), (selector, pod_labels))
+    expect(policy["spec"]["policyTypes"] == ["Ingress"] and "egress" not in policy["spec"], policy["spec"])
+    expect(len(policy["spec"]["ingress"]) == 2, policy["spec"]["ingress"])
+    # The API server's addresses match no selector: the webhook port from anywhere.
+    expect("from" not in ingress_rule(policy, 8443), ingress_rule(policy, 8443))
+    expect(ingress_rule(policy, 9090)["from"] == [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "monitoring"}}}], ingress_rule(policy, 9090))
+    # The ports are the container's.
+    ports = {p["name"]: p["containerPort"] for p in pod_spec(objects)["containers"][0]["ports"]}
+    expect(ports == {"webhook": 8443, "metrics": 9090}, ports)
+
+    narrow = find(helm_template("networkPolicy.webhook.from[0].ipBlock.cidr=10.0.0.0/24",
+                                "networkPolicy.metrics.from[0].namespaceSelector.matchLabels.team=observability",
+                                "networkPolicy.metrics.from[0].podSelector.matchLabels.app=prometheus",
+                                "networkPolicy.egress[0].ports[0].port=53"), "NetworkPolicy")
+    expect(ingress_rule(narrow, 8443)["from"] == [{"ipBlock": {"cidr": "10.0.0.0/24"}}], narrow["spec"])
+    expect(ingress_rule(narrow, 9090)["from"] == [{"namespaceSelector": {"matchLabels": {"team": "observability"}},
+                                                   "podSelector": {"matchLabels": {"app": "prometheus"}}}], narrow["spec"])
+    expect(narrow["spec"]["policyTypes"] == ["Ingress", "Egress"] and narrow["spec"]["egress"] == [{"ports": [{"port": 53}]}],
+           narrow["spec"])
+    off = helm_template("networkPolicy.enabled=false")
+    expect("NetworkPolicy" not in [o["kind"] for o in off], kinds(off))
+    with open(os.path.join(TOOLS["helm_home"], "open-metrics.yaml"), "w") as f:
+        f.write("networkPolicy:\n  metrics:\n    from: []\n")
+    result = run(TOOLS["helm"], "template", "gracehook", CHART, "-f", os.path.join(TOOLS["helm_home"], "open-metrics.yaml"),
+                 check=False)
+    expect(result.returncode != 0 and "networkPolicy.metrics.from" in result.stderr,
+           f"an empty metrics.from (open to all) was rendered: {result.returncode} {result.stderr}")
+
+
+@scenario
+def the_pods_are_system_cluster_critical_with_the_quota_that_allows_it(t):
+    for sets, cls in (([], "system-cluster-critical"), (["priorityClassName=system-node-critical"], "system-node-critical")):
+        objects = helm_template(*sets, release="web", namespace="hooks")
+        expect(pod_spec(objects).get("priorityClassName") == cls, pod_spec(objects).get("priorityClassName"))
+        quota = find(objects, "ResourceQuota", "web-gracehook-critical-pods")
+        expect(quota["metadata"]["namespace"] == "hooks", quota["metadata"])
+        expect(quota["spec"]["scopeSelector"]["matchExpressions"] == [
+            {"scopeName": "PriorityClass", "operator": "In", "values": [cls]}], quota["spec"])
+        deploy = find(objects, "Deployment")["spec"]
+        expect(int(quota["spec"]["hard"]["pods"]) >= deploy["replicas"] + deploy["strategy"]["rollingUpdate"]["maxSurge"],
+               quota["spec"]["hard"])
+    for sets in (["priorityClassName="], ["criticalPodsQuota.enabled=false"]):
+        objects = helm_template(*sets)
+        expect("ResourceQuota" not in [o["kind"] for o in objects], f"{sets}: {kinds(objects)}")
+    expect("priorityClassName" not in pod_spec(helm_template("priorityClassName=")), "an empty class rendered")
+
+
+@scenario
+def the_spread_keeps_the_replicas_of_one_revision_on_different_nodes(t):
+    objects = helm_template()
+    pod = pod_spec(objects)
+    labels = find(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    spread = {c["topologyKey"]: c for c in pod["topologySpreadConstraints"]}
+    expect(sorted(spread) == ["kubernetes.io/hostname", "topology.kubernetes.io/zone"], sorted(spread))
+    for key, c in spread.items():
+        expect(c["maxSkew"] == 1 and c["whenUnsatisfiable"] == "ScheduleAnyway", c)
+        selector = c["labelSelector"]["matchLabels"]
+        expect(selector and all(labels.get(k) == v for k, v in selector.items()), f"{key}: {selector} vs {labels}")
+        expect(c.get("matchLabelKeys") == ["pod-template-hash"], c)
+    extra = pod_spec(helm_template("topologySpreadConstraints[0].maxSkew=1",
+                                   "topologySpreadConstraints[0].topologyKey=kubernetes.io/hostname",
+                                   "topologySpreadConstraints[0].whenUnsatisfiable=DoNotSchedule",
+                                   "topologySpreadConstraints[0].labelSelector.matchLabels.app=x"))
+    expect(len(extra["topologySpreadConstraints"]) == 3 and extra["topologySpreadConstraints"][2]["whenUnsatisfiable"]
+           == "DoNotSchedule", extra["topologySpreadConstraints"])
+
+
+@scenario
+def tls_server_names_is_the_name_the_api_server_checks(t):
+    for release, namespace, sets in (("gracehook", "gracehook-system", SOURCES["generate"]),
+                                     ("web", "hooks", SOURCES["cert-manager"]), ("web", "hooks", SOURCES["secret"])):
+        objects = helm_template(*sets, release=release, namespace=namespace)
+        service = find(objects, "MutatingWebhookConfiguration")["webhooks"][0]["clientConfig"]["service"]
+        want = f"{service['name']}.{service['namespace']}.svc"
+        env = env_of(pod_spec(objects)["containers"][0])
+        expect(env.get("GRACEHOOK_TLS_SERVER_NAMES") == want, f"{release}/{namespace}: {env.get('GRACEHOOK_TLS_SERVER_NAMES')!r}, want {want!r}")
+        if "certificate.source=cert-manager" in sets:
+            expect(want in find(objects, "Certificate", "web-gracehook-serving")["spec"]["dnsNames"], "not in the Certificate")
+    env = env_of(pod_spec(helm_template("tlsServerNames={a.example.com,b.example.com}"))["containers"][0])
+    expect(env.get("GRACEHOOK_TLS_SERVER_NAMES") == "a.example.com,b.example.com", env)
+    base = find(base_objects(), "Deployment", "gracehook")
+    expect(env_of(base["spec"]["template"]["spec"]["containers"][0]).get("GRACEHOOK_TLS_SERVER_NAMES")
+           == "gracehook.gracehook-system.svc", "manifests/base")
+
+
+@scenario
+def the_client_ca_is_mounted_and_set_only_when_configured(t):
+    container = pod_spec(helm_template())["containers"][0]
+    expect("GRACEHOOK_CLIENT_CA" not in env_of(container), "a client CA by default")
+    expect([m["name"] for m in container["volumeMounts"]] == ["tls"], container["volumeMounts"])
+    for sets, source in ((["clientCA.secretName=apiserver-ca"], {"secret": {"secretName": "apiserver-ca"}}),
+                         (["clientCA.configMapName=apiserver-ca", "clientCA.key=bundle.pem"], {"configMap": {"name": "apiserver-ca"}})):
+        pod = pod_spec(helm_template(*sets))
+        container = pod["containers"][0]
+        key = "bundle.pem" if "bundle.pem" in sets[-1] else "ca.crt"
+        volume = [v for v in pod["volumes"] if v["name"] == "client-ca"]
+        expect(len(volume) == 1, pod["volumes"])
+        (kind, spec), = source.items()
+        expect(all(volume[0][kind].get(k) == v for k, v in spec.items())
+               and volume[0][kind]["items"] == [{"key": key, "path": key}], volume)
+        mount = [m for m in container["volumeMounts"] if m["name"] == "client-ca"]
+        expect(len(mount) == 1 and mount[0]["readOnly"] is True, container["volumeMounts"])
+        expect(env_of(container).get("GRACEHOOK_CLIENT_CA") == f"{mount[0]['mountPath']}/{key}", env_of(container))
+        expect(not mount[0]["mountPath"].startswith("/etc/gracehook/tls"), mount)
+    result = run(TOOLS["helm"], "template", "gracehook", CHART, "--set", "clientCA.secretName=a",
+                 "--set", "clientCA.configMapName=b", check=False)
+    expect(result.returncode != 0 and "not both" in result.stderr, result.stderr)
+
+
+@scenario
+def a_generated_certificate_says_it_is_made_at_every_render(t):
+    """`helm template` cannot look up the Secret of an earlier install: the
+    rendered Secret says so and names the sources that render stably (the e2e
+    suite checks that install and upgrade keep it)."""
+    for name, sets in SOURCES.items():
+        args = [a for s in sets for a in ("--set", s)]
+        out = run(TOOLS["helm"], "template", "gracehook", CHART, "--namespace", "gracehook-system", *args).stdout
+        warned = re.search(r"# WARNING: a new CA.*?\n(?:#.*\n)*apiVersion: v1\nkind: Secret", out, re.S)
+        if name == "generate":
+            expect(warned and "certificate.source=cert-manager" in warned.group(0), out[:2000])
+        else:
+            expect("# WARNING" not in out, f"{name}: {out[:2000]}")

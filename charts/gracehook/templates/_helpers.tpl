@@ -40,3 +40,23 @@ app.kubernetes.io/component: webhook
 {{- printf "%s-tls" (include "gracehook.fullname" .) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* --tls-server-names: tlsServerNames, else the name the API server checks
+for the webhook configuration's service reference, <service>.<namespace>.svc. */}}
+{{- define "gracehook.tlsServerNames" -}}
+{{- if .Values.tlsServerNames -}}
+{{- join "," .Values.tlsServerNames -}}
+{{- else -}}
+{{- printf "%s.%s.svc" (include "gracehook.fullname" .) .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when a client CA is configured (mTLS); fails on both sources. */}}
+{{- define "gracehook.clientCA" -}}
+{{- if and .Values.clientCA.secretName .Values.clientCA.configMapName -}}
+{{- fail "clientCA: set secretName or configMapName, not both" -}}
+{{- end -}}
+{{- if or .Values.clientCA.secretName .Values.clientCA.configMapName -}}
+{{- required "clientCA.key (the key holding the CA bundle) is required" .Values.clientCA.key | ne "" -}}
+{{- end -}}
+{{- end -}}
