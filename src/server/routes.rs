@@ -20,8 +20,9 @@ use super::body::{self, Unread};
 use super::metrics::{Answered, Metrics};
 use crate::admission::{Admission, AdmissionError, Endpoint, Reviewed, wire};
 
-/// The API server never sends more than 3 MiB of object; 7 MiB leaves room
-/// for the old object of an update plus the review around them.
+/// Above the review of any pod the API server can store: measured, the
+/// largest is 3.64 MiB of JSON after defaulting (`docs/operations.md`,
+/// "Limits and load shedding").
 pub const MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
 
 /// Bytes of request bodies held at once, across all requests: with what
