@@ -433,8 +433,7 @@ fn base_limits_ingress_is_critical_spreads_and_names_the_service() {
     }
     assert!(
         gracehook::server::tls::certs::service_names("gracehook", "gracehook-system")
-            .iter()
-            .any(|n| *n == names)
+            .contains(&names)
     );
     let overlay = render(&repo().join("manifests/cert-manager"));
     let certificate = find(&overlay, "Certificate", "gracehook-serving");
