@@ -235,7 +235,7 @@ mod tests {
             .lines()
             .filter(|l| l.starts_with("gracehook_admission_requests_total{"))
             .collect();
-        assert_eq!(requests.len(), 2 * 9, "{text}");
+        assert_eq!(requests.len(), 2 * 11, "{text}");
         let mut sorted = requests.clone();
         sorted.sort_unstable();
         assert_eq!(requests, sorted);

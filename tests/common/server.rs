@@ -386,3 +386,14 @@ pub async fn ops_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
+
+/// A TLS connection to `addr` that has done its handshake and nothing else:
+/// what a hostile client holds.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::IpAddress(addr.ip().into());
+    TlsConnector::from(config).connect(name, tcp).await.unwrap()
+}

@@ -238,6 +238,22 @@ def certificate_rotation_while_the_api_server_calls(c):
            - before.get('{path="/mutate",outcome="patched"}', 0) == 30, "not every pod went through gracehook")
 
 
+def auditor(c, account, namespace):
+    """`gracehook audit ARGS` as the ServiceAccount `account`, with a token
+    in a kubeconfig of its own."""
+    token = c.kubectl("create", "token", account, "-n", namespace).stdout.strip()
+    config = json.load(open(c.env["KUBECONFIG"]))
+    config["users"][0]["user"] = {"token": token}
+    kubeconfig = os.path.join(c.dir, f"kubeconfig-{namespace}-{account}")
+    with open(kubeconfig, "w") as f:
+        json.dump(config, f)
+
+    def audit(*args):
+        return subprocess.run([c.gracehook, "audit", "--kubeconfig", kubeconfig, *args],
+                              capture_output=True, text=True, timeout=120)
+    return audit
+
+
 @scenario
 def audit_reports_a_live_cluster_with_list_permission_only(c):
     ns = c.namespace("audit-report")
@@ -256,16 +272,7 @@ def audit_reports_a_live_cluster_with_list_permission_only(c):
     # As a ServiceAccount bound to manifests/audit: list permission only.
     c.kubectl("create", "namespace", "gracehook-system", check=False)
     c.kubectl("apply", "-k", os.path.join(REPO, "manifests", "audit"))
-    token = c.kubectl("create", "token", "gracehook-audit", "-n", "gracehook-system").stdout.strip()
-    config = json.load(open(c.env["KUBECONFIG"]))
-    config["users"][0]["user"] = {"token": token}
-    kubeconfig = os.path.join(c.dir, "audit-kubeconfig")
-    with open(kubeconfig, "w") as f:
-        json.dump(config, f)
-
-    def audit(*args):
-        return subprocess.run([c.gracehook, "audit", "--kubeconfig", kubeconfig, *args],
-                              capture_output=True, text=True, timeout=60)
+    audit = auditor(c, "gracehook-audit", "gracehook-system")
 
     result = audit("-n", ns, "-o", "json")
     expect(result.returncode == 0, result.stderr)
@@ -325,16 +332,7 @@ def audit_of_one_namespace_needs_rights_in_that_namespace_only(c):
               f"--serviceaccount={ns}:auditor")
     c.kubectl("create", "rolebinding", "auditor-namespace", "-n", ns,
               "--clusterrole", "audit-rbac-namespace-get", f"--serviceaccount={ns}:auditor")
-    token = c.kubectl("create", "token", "auditor", "-n", ns).stdout.strip()
-    config = json.load(open(c.env["KUBECONFIG"]))
-    config["users"][0]["user"] = {"token": token}
-    kubeconfig = os.path.join(c.dir, "audit-rbac-kubeconfig")
-    with open(kubeconfig, "w") as f:
-        json.dump(config, f)
-
-    def audit(*args):
-        return subprocess.run([c.gracehook, "audit", "--kubeconfig", kubeconfig, *args],
-                              capture_output=True, text=True, timeout=120)
+    audit = auditor(c, "auditor", ns)
 
     mine = audit("-n", ns, "-o", "json")
     expect(mine.returncode == 0, mine.stderr)

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::common::server::{Conn, Server, client_config, tls_server};
+use crate::common::server::{Conn, Server, client_config, tls_connect, tls_server};
 use crate::common::{review_for, web_pod};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
@@ -19,18 +19,6 @@ const H2: &[&[u8]] = &[b"h2"];
 /// Longer than the first-request (10 s) and body (10 s) deadlines, with
 /// room for a loaded machine; far shorter than "forever".
 const ANSWERED_WITHIN: Duration = Duration::from_secs(25);
-
-async fn tls_connect(
-    server: &Server,
-    config: std::sync::Arc<rustls::ClientConfig>,
-) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let tcp = TcpStream::connect(server.addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::IpAddress(server.addr.ip().into());
-    tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .unwrap()
-}
 
 /// A good client's review, on a new connection, answered within the limit.
 async fn good_client_is_answered(server: &Server, alpn: &[&[u8]], pki_ca: &str) {
@@ -53,7 +41,7 @@ async fn connections_silent_after_the_handshake_lose_their_slots() {
         let config = client_config(&[&pki.ca_pem], None, alpn);
         let mut silent = Vec::new();
         for _ in 0..4 {
-            silent.push(tls_connect(&server, config.clone()).await);
+            silent.push(tls_connect(server.addr, config.clone()).await);
         }
         good_client_is_answered(&server, alpn, &pki.ca_pem).await;
         drop(silent);
@@ -77,7 +65,7 @@ async fn bodies_sent_a_byte_at_a_time_lose_their_slots() {
     let config = client_config(&[&pki.ca_pem], None, H1);
     let mut trickles = Vec::new();
     for _ in 0..4 {
-        let mut tls = tls_connect(&server, config.clone()).await;
+        let mut tls = tls_connect(server.addr, config.clone()).await;
         trickles.push(tokio::spawn(async move {
             let head = b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n";
             if tls.write_all(head).await.is_err() {

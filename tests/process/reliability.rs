@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::common::server::{Conn, client_config, temp_dir, tls_server, write};
+use crate::common::server::{Conn, client_config, temp_dir, tls_connect, tls_server, write};
 use crate::common::{review_for, web_pod};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -115,12 +115,7 @@ async fn slowloris_and_idle_connection_floods_do_not_stop_other_clients() {
     let stop = Arc::new(AtomicBool::new(false));
     let mut trickles = Vec::new();
     for _ in 0..20 {
-        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-        let name = rustls::pki_types::ServerName::IpAddress(server.addr.ip().into());
-        let mut tls = tokio_rustls::TlsConnector::from(config.clone())
-            .connect(name, tcp)
-            .await
-            .unwrap();
+        let mut tls = tls_connect(server.addr, config.clone()).await;
         let stop = stop.clone();
         trickles.push(tokio::spawn(async move {
             let header = b"POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Slow: ";
@@ -493,12 +488,7 @@ async fn adversarial_traffic_keeps_memory_under_the_limit() {
 
     let mut stalled = Vec::new();
     for _ in 0..20 {
-        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-        let name = rustls::pki_types::ServerName::IpAddress(server.addr.ip().into());
-        let mut tls = tokio_rustls::TlsConnector::from(config.clone())
-            .connect(name, tcp)
-            .await
-            .unwrap();
+        let mut tls = tls_connect(server.addr, config.clone()).await;
         stalled.push(tokio::spawn(async move {
             let head = "POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 6900000\r\n\r\n";
             let _ = tls.write_all(head.as_bytes()).await;
