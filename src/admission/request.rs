@@ -62,11 +62,6 @@ fn untyped_containers(object: &DynamicObject) -> usize {
         .map_or(0, Vec::len)
 }
 
-/// The request's object, as far as it can be seen without converting it.
-pub(super) fn object<K: Resource>(request: &AdmissionRequest<K>) -> Option<&K> {
-    request.object.as_ref()
-}
-
 /// The slow path: a pod that did not parse as a view, converted again to
 /// find out why.
 fn untyped_pod(object: DynamicObject) -> Result<Pod, serde_json::Error> {

@@ -83,12 +83,12 @@ impl Admission {
         if !request::is_pod_create(request) {
             return Ok(asker.reviewed(response.into_review(), Outcome::Ignored, mode));
         }
-        let count = request::object(request).map_or(0, read.containers);
+        let count = request.object.as_ref().map_or(0, read.containers);
         let max = self.settings.max_containers;
         let (asker, Planned { mode, decision }) = if count > max {
             // Not even built: a pod of thousands of containers costs tens of
             // MiB as a k8s-openapi Pod.
-            let meta = request::object(request).map(Resource::meta);
+            let meta = request.object.as_ref().map(Resource::meta);
             let skip = Skip::TooManyContainers { count, max };
             let planned = Planned {
                 mode,

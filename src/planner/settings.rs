@@ -137,11 +137,17 @@ impl Defaults {
         }
     }
 
-    /// The grace period a pod with these values and no annotation needs.
-    fn grace(self) -> u64 {
-        self.drain_delay
-            .saturating_add(self.request_timeout)
-            .saturating_add(self.margin)
+    /// The largest value a namespace may give each of the three durations:
+    /// what `max_grace` leaves after the flags' other two; `None` where
+    /// nothing does ([`NamespaceDefaults::fitting`]; the admission policies
+    /// write the same bounds in CEL).
+    pub fn namespace_room(self, max_grace: u64) -> NamespaceDefaults {
+        let room = |a: u64, b: u64| max_grace.checked_sub(a.saturating_add(b));
+        NamespaceDefaults {
+            drain_delay: room(self.request_timeout, self.margin),
+            request_timeout: room(self.drain_delay, self.margin),
+            margin: room(self.drain_delay, self.request_timeout),
+        }
     }
 }
 
@@ -171,23 +177,13 @@ impl NamespaceDefaults {
     /// defaults"). Two values that each fit but not together still make
     /// plain pods invalid, naming the pod's largest part.
     pub fn fitting(self, defaults: Defaults, max_grace: u64) -> NamespaceDefaults {
-        let fits = |d: Defaults| d.grace() <= max_grace;
+        let room = defaults.namespace_room(max_grace);
+        let fits =
+            |value: Option<u64>, room: Option<u64>| value.filter(|v| room.is_some_and(|r| *v <= r));
         NamespaceDefaults {
-            drain_delay: self.drain_delay.filter(|&drain_delay| {
-                fits(Defaults {
-                    drain_delay,
-                    ..defaults
-                })
-            }),
-            request_timeout: self.request_timeout.filter(|&request_timeout| {
-                fits(Defaults {
-                    request_timeout,
-                    ..defaults
-                })
-            }),
-            margin: self
-                .margin
-                .filter(|&margin| fits(Defaults { margin, ..defaults })),
+            drain_delay: fits(self.drain_delay, room.drain_delay),
+            request_timeout: fits(self.request_timeout, room.request_timeout),
+            margin: fits(self.margin, room.margin),
         }
     }
 }

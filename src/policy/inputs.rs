@@ -61,6 +61,7 @@ pub(super) fn selection(options: &Options) -> Vec<Variable> {
     let skip = cel::strings(options.settings.skip_containers.iter().map(String::as_str));
     let list = cel::string(ann::CONTAINERS);
     let defaults = &options.settings.defaults;
+    let room = defaults.namespace_room(options.settings.max_grace);
     vec![
         var(
             "only",
@@ -87,7 +88,7 @@ pub(super) fn selection(options: &Options) -> Vec<Variable> {
                 options,
                 ann::DRAIN_DELAY,
                 defaults.drain_delay,
-                defaults.request_timeout.saturating_add(defaults.margin),
+                room.drain_delay,
             ),
         ),
         var(
@@ -96,19 +97,12 @@ pub(super) fn selection(options: &Options) -> Vec<Variable> {
                 options,
                 ann::REQUEST_TIMEOUT,
                 defaults.request_timeout,
-                defaults.drain_delay.saturating_add(defaults.margin),
+                room.request_timeout,
             ),
         ),
         var(
             "margin",
-            pod_seconds(
-                options,
-                ann::MARGIN,
-                defaults.margin,
-                defaults
-                    .drain_delay
-                    .saturating_add(defaults.request_timeout),
-            ),
+            pod_seconds(options, ann::MARGIN, defaults.margin, room.margin),
         ),
         var(
             "drainCommand",
@@ -126,15 +120,15 @@ pub(super) fn selection(options: &Options) -> Vec<Variable> {
 }
 
 /// The pod's annotation `key` in whole seconds, else the Namespace's (when
-/// valid, and when with the flags' `others` it fits `--max-grace`: a typo on
-/// a namespace must not block its pods), else the flag.
-fn pod_seconds(options: &Options, key: &str, flag: u64, others: u64) -> String {
+/// valid, and at most `room`, what `--max-grace` leaves it: a typo on a
+/// namespace must not block its pods), else the flag.
+fn pod_seconds(options: &Options, key: &str, flag: u64, room: Option<u64>) -> String {
     let key = cel::string(key);
     let value = annotation(&key);
     let fallback = if options.namespace_defaults {
         let ns = format!("variables.namespaceAnnotations[{key}]");
         // A CEL int is an int64: a bound above it is no bound.
-        let fits = match options.settings.max_grace.checked_sub(others) {
+        let fits = match room {
             None => " && false".to_string(),
             Some(room) => match i64::try_from(room) {
                 Ok(room) => format!(" && {} <= {room}", cel::seconds(&ns)),

@@ -221,8 +221,7 @@ impl Connection {
         let age = tokio::time::sleep(self.limits.http2_max_age);
         let mut age = std::pin::pin!(age);
         let limits = self.limits;
-        // Why the connection was told to close, once it was.
-        let mut closing: Option<&'static str> = None;
+        let mut closing = Closing::No;
         loop {
             tokio::select! {
                 result = connection.as_mut() => {
@@ -231,22 +230,22 @@ impl Connection {
                     }
                     return;
                 }
-                () = activity.idle(limits), if closing.is_none() => {
-                    closing = Some("idle");
+                () = activity.idle(limits), if closing == Closing::No => {
+                    closing = Closing::Idle;
                     connection.as_mut().graceful_shutdown();
                 }
-                () = &mut age, if h2 && closing.is_none() => {
-                    closing = Some("age");
+                () = &mut age, if h2 && closing == Closing::No => {
+                    closing = Closing::Asked;
                     connection.as_mut().graceful_shutdown();
                 }
-                _ = self.stop.changed(), if closing.is_none() => {
-                    closing = Some("shutdown");
+                _ = self.stop.changed(), if closing == Closing::No => {
+                    closing = Closing::Asked;
                     connection.as_mut().graceful_shutdown();
                 }
                 // A connection told to close while idle may still be waiting
                 // for bytes that never come (a silent client during protocol
                 // detection): drop it, unless a request started meanwhile.
-                () = tokio::time::sleep(CLOSE_GRACE), if closing == Some("idle") => {
+                () = tokio::time::sleep(CLOSE_GRACE), if closing == Closing::Idle => {
                     if activity.in_flight() == 0 {
                         tracing::debug!(%peer, "closed an idle connection");
                         return;
@@ -255,6 +254,17 @@ impl Connection {
             }
         }
     }
+}
+
+/// Whether a connection was told to close, and why it matters: one closed
+/// for being idle may be dropped once its grace is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    No,
+    Idle,
+    /// By the server's shutdown, or an HTTP/2 connection's age: it finishes
+    /// what is in flight.
+    Asked,
 }
 
 /// What a connection is doing: requests in flight, and when it last did

@@ -36,9 +36,7 @@ const ADMISSION_LIMITS: Limits = Limits {
 /// The operations port: a few scrapers and the kubelet's probes.
 const OPS_LIMITS: Limits = Limits {
     max_connections: 64,
-    first_request: Duration::from_secs(10),
-    idle: Duration::from_secs(60),
-    http2_max_age: Duration::from_secs(600),
+    ..ADMISSION_LIMITS
 };
 
 const OPS_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
