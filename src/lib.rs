@@ -10,13 +10,16 @@
 //!   warnings or a timeline; the grace-period formula is [`planner::grace`];
 //! - [`policy`]: the same plan as in-tree admission policies, no webhook;
 //! - [`cluster`]: what gracehook reads from the API server, never on the
-//!   request path: its version, namespace defaults, and `gracehook audit`.
+//!   request path: its version, namespace defaults, and `gracehook audit`;
+//! - [`observe`]: after the pods are gone, how their drains ended
+//!   (`gracehook observe`, `gracehook drains`).
 //!
 //! The binary (`src/main.rs`, `src/commands/`) parses the command line and
 //! is the only place that prints or chooses an exit code.
 
 pub mod admission;
 pub mod cluster;
+pub mod observe;
 pub mod planner;
 pub mod policy;
 pub mod server;

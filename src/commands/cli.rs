@@ -9,12 +9,15 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use super::audit::{self, AuditArgs};
 use super::certs::{self, CertsArgs};
+use super::drains::{self, DrainsArgs};
 use super::error::CommandError;
 use super::logging::LogFormat;
 use super::mutate::{self, MutateArgs};
+use super::observe;
 use super::policy::{self, PolicyArgs};
 use super::review::{self, ReviewArgs};
 use super::serve::{self, ServeArgs};
+use gracehook::observe::ObserveArgs;
 
 /// `gracehook`: the parsed command line.
 #[derive(Debug, Parser)]
@@ -51,6 +54,10 @@ pub enum Command {
     Mutate(MutateArgs),
     /// Print the plan as admission policies the API server runs itself, no webhook.
     Policy(PolicyArgs),
+    /// Watch patched pods terminate and report how their drains ended (leader-elected).
+    Observe(ObserveArgs),
+    /// Per workload, how its pods' drains ended, from the observer's Events.
+    Drains(DrainsArgs),
 }
 
 /// Installed as `kubectl-gracehook` on the PATH, the binary is a kubectl
@@ -87,7 +94,7 @@ impl Command {
     /// Whether the command's logs go to stdout (`serve`, as containers
     /// should) rather than stderr (the others keep stdout for their output).
     pub fn logs_to_stdout(&self) -> bool {
-        matches!(self, Command::Serve(_))
+        matches!(self, Command::Serve(_) | Command::Observe(_))
     }
 }
 
@@ -100,6 +107,8 @@ pub fn run(command: Command) -> Result<(), CommandError> {
         Command::Audit(args) => audit::run(args),
         Command::Mutate(args) => mutate::run(args),
         Command::Policy(args) => policy::run(args),
+        Command::Observe(args) => observe::run(args),
+        Command::Drains(args) => drains::run(args),
     }
 }
 
@@ -123,6 +132,7 @@ mod tests {
                 let flag = long.to_uppercase().replace('-', "_");
                 let want = match (command.get_name(), long) {
                     ("audit", "namespace" | "output") => format!("GRACEHOOK_AUDIT_{flag}"),
+                    ("drains", "namespace" | "output") => format!("GRACEHOOK_DRAINS_{flag}"),
                     ("policy", "output") => format!("GRACEHOOK_POLICY_{flag}"),
                     _ => format!("GRACEHOOK_{flag}"),
                 };

@@ -70,6 +70,12 @@ pub enum CommandError {
     /// Certificates could not be made.
     #[error(transparent)]
     Certs(#[from] CertsError),
+    /// The observer stopped with an error.
+    #[error(transparent)]
+    Observe(#[from] gracehook::observe::ObserveError),
+    /// The observer's Events could not be listed.
+    #[error("listing the drain Events: {0}")]
+    Drains(#[source] kube::Error),
     /// `audit --fail-on-risk` found workloads at risk (in a complete report).
     #[error("{0}")]
     AtRisk(String),

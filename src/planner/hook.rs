@@ -97,6 +97,39 @@ impl Hook {
         }
     }
 
+    /// The hook gracehook wrote, read back from a container's `preStop`:
+    /// the inverse of [`Hook::handler`], `None` for any other hook (one a
+    /// person wrote, or one from another version of gracehook). The
+    /// drain-outcome observer reads delays and timeouts from the pod itself,
+    /// so that it judges a termination by what the kubelet really ran.
+    pub fn from_handler(handler: &LifecycleHandler) -> Option<Hook> {
+        if let Some(sleep) = &handler.sleep {
+            return u64::try_from(sleep.seconds)
+                .ok()
+                .map(|seconds| Hook::Sleep { seconds });
+        }
+        let argv = handler.exec.as_ref()?.command.as_deref()?;
+        let hook = match argv {
+            [sh, c, script] if sh == "sh" && c == "-c" => Hook::Shell {
+                delay: number_between(script, "sleep ", "")?,
+                command: None,
+            },
+            [sh, c, script, name, command] if sh == "sh" && c == "-c" && name == DRAIN_NAME => {
+                let (delay, rest) = script
+                    .strip_prefix("trap 'exit 0' TERM; sleep ")?
+                    .split_once(';')?;
+                let timeout = number_between(rest, " sh -c \"$1\" & sleep ", " & wait $!")?;
+                Hook::Shell {
+                    delay: delay.parse().ok()?,
+                    command: Some((command.clone(), timeout)),
+                }
+            }
+            _ => return None,
+        };
+        // Only an exact round trip is gracehook's text.
+        (hook.argv() == argv).then_some(hook)
+    }
+
     /// The word recorded in the `gracehook.io/status` annotation.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -108,6 +141,11 @@ impl Hook {
 
 // The texts below are generic so that `policy` writes the same words in
 // CEL, with expressions where the numbers and the command go.
+
+/// The number in `text` between `before` and `after` (both exact).
+fn number_between(text: &str, before: &str, after: &str) -> Option<u64> {
+    text.strip_prefix(before)?.strip_suffix(after)?.parse().ok()
+}
 
 /// `$0` of the drain hook's script: the name `sh` puts in front of its
 /// messages about the drain command.

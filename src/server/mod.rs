@@ -23,4 +23,5 @@ pub mod tls;
 
 pub use args::ServerArgs;
 pub use error::ServeError;
-pub use run::run;
+pub use run::{run, serve_ops};
+pub use shutdown::Signals;

@@ -95,6 +95,18 @@ pub async fn run(
     Ok(())
 }
 
+/// Serves `router` on the operations port's terms (plain HTTP, the same
+/// connection limits) until `stopped` completes; `gracehook observe` uses it
+/// for its `/metrics` and probes.
+pub async fn serve_ops(
+    listener: TcpListener,
+    router: axum::Router,
+    stopped: impl std::future::Future<Output = ()>,
+) {
+    let open = connections::accept_loop(listener, None, router, OPS_LIMITS, stopped).await;
+    let _ = tokio::time::timeout(OPS_SHUTDOWN_TIMEOUT, open.shutdown()).await;
+}
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr)
         .await

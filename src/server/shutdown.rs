@@ -13,13 +13,14 @@ use super::connections::Open;
 use super::error::ServeError;
 
 /// SIGTERM (the kubelet) and SIGINT (Ctrl-C).
-pub(super) struct Signals {
+pub struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
 }
 
 impl Signals {
-    pub(super) fn install() -> Result<Signals, ServeError> {
+    /// Installs the handlers.
+    pub fn install() -> Result<Signals, ServeError> {
         use tokio::signal::unix::{SignalKind, signal};
         let term = signal(SignalKind::terminate()).map_err(|source| ServeError::Signal {
             signal: "SIGTERM",
@@ -33,7 +34,7 @@ impl Signals {
     }
 
     /// The name of the next signal received.
-    pub(super) async fn next(&mut self) -> &'static str {
+    pub async fn next(&mut self) -> &'static str {
         tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",

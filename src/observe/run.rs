@@ -1,0 +1,276 @@
+//! The observer's life: serve `/metrics` and the probes, take part in the
+//! leader election, and while this replica holds the Lease, watch pods and
+//! the kubelet's hook failures and decide every termination. On a signal
+//! it stops watching, decides what is pending at once, and releases the
+//! Lease so the other replica takes over without waiting for it to expire.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::routing::get;
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
+use kube::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
+use tokio::sync::watch;
+
+use super::args::ObserveArgs;
+use super::error::ObserveError;
+use super::metrics::ObserveMetrics;
+use super::outcome::decide;
+use super::owners::Owners;
+use super::record::Recorder;
+use super::tracker::{Ended, Tracker};
+use crate::server::{Signals, serve_ops};
+
+/// How often pending outcomes are decided and Events written: also how
+/// much a burst of terminations is coalesced into one write per series.
+const TICK: Duration = Duration::from_secs(2);
+
+/// How long a leader renews before its Lease would run out.
+const LEASE_RENEW_BEFORE: u64 = 5;
+
+/// How long shutdown waits for the Lease's release.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+struct OpsState {
+    metrics: Arc<ObserveMetrics>,
+    ready: AtomicBool,
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(args: &ObserveArgs) -> Result<(), ObserveError> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(ObserveError::Client)?;
+    let metrics = Arc::new(ObserveMetrics::new(args.max_owners));
+    let mut signals = Signals::install()?;
+    let identity = args.identity();
+
+    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .map_err(|source| ObserveError::Bind {
+            addr: args.metrics_listen,
+            source,
+        })?;
+    let ops = Arc::new(OpsState {
+        metrics: metrics.clone(),
+        ready: AtomicBool::new(true),
+    });
+    let (stop_ops, ops_stopped) = watch::channel(false);
+    let ops_task = tokio::spawn(serve_ops(
+        listener,
+        ops_router(ops.clone()),
+        stopped(ops_stopped),
+    ));
+
+    let manager = lease(client.clone(), args, &identity).await?;
+    let (mut leader, lease_task) = manager.watch().await;
+    tracing::info!(%identity, lease = %format!("{}/{}", args.lease_namespace, args.lease_name), metrics = %args.metrics_listen, "observer started; waiting for the Lease");
+
+    let mut observing: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)> = None;
+    loop {
+        tokio::select! {
+            signal = signals.next() => {
+                tracing::info!(signal, "shutting down: deciding what is pending, then releasing the Lease");
+                break;
+            }
+            changed = leader.changed() => {
+                if changed.is_err() {
+                    tracing::error!("the leader election ended; observing stops");
+                    break;
+                }
+                let is_leader = *leader.borrow_and_update();
+                metrics.set_leader(is_leader);
+                if is_leader && observing.is_none() {
+                    tracing::info!(%identity, "holding the Lease: observing terminations");
+                    let (stop, stopped_rx) = watch::channel(false);
+                    let task = tokio::spawn(observe(client.clone(), metrics.clone(), identity.clone(), args.settle, stopped(stopped_rx)));
+                    observing = Some((stop, task));
+                } else if !is_leader && let Some((stop, task)) = observing.take() {
+                    tracing::warn!(%identity, "lost the Lease: observing stops");
+                    let _ = stop.send(true);
+                    let _ = task.await;
+                }
+            }
+        }
+    }
+    ops.ready.store(false, Ordering::SeqCst);
+    if let Some((stop, task)) = observing.take() {
+        let _ = stop.send(true);
+        let _ = task.await;
+    }
+    metrics.set_leader(false);
+    // Dropping the receiver makes the election task release the Lease.
+    drop(leader);
+    release(lease_task).await;
+    let _ = stop_ops.send(true);
+    let _ = ops_task.await;
+    Ok(())
+}
+
+/// This replica's candidacy for the Lease (created when missing).
+async fn lease(
+    client: kube::Client,
+    args: &ObserveArgs,
+    identity: &str,
+) -> Result<LeaseManager, ObserveError> {
+    let duration = args.lease_duration.as_secs();
+    LeaseManagerBuilder::new(client, &args.lease_name)
+        .with_namespace(&args.lease_namespace)
+        .with_identity(identity)
+        .with_duration(duration)
+        .with_grace(LEASE_RENEW_BEFORE.min(duration.saturating_sub(1)).max(1))
+        .build()
+        .await
+        .map_err(|source| ObserveError::Lease {
+            namespace: args.lease_namespace.clone(),
+            name: args.lease_name.clone(),
+            source,
+        })
+}
+
+async fn release(
+    lease_task: tokio::task::JoinHandle<
+        Result<LeaseManager, kube_lease_manager::LeaseManagerError>,
+    >,
+) {
+    match tokio::time::timeout(RELEASE_TIMEOUT, lease_task).await {
+        Ok(Ok(Ok(_))) => tracing::info!("released the Lease"),
+        Ok(Ok(Err(error))) => {
+            tracing::warn!(%error, "releasing the Lease failed; it expires by itself");
+        }
+        _ => tracing::warn!("releasing the Lease took too long; it expires by itself"),
+    }
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// The leader's work, until `stop`.
+async fn observe(
+    client: kube::Client,
+    metrics: Arc<ObserveMetrics>,
+    identity: String,
+    settle: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let mut tracker = Tracker::new(settle);
+    let mut owners = Owners::new(client.clone());
+    let mut recorder = Recorder::new(client.clone(), identity);
+    let pods =
+        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff();
+    let hooks = watcher(
+        Api::<CoreEvent>::all(client),
+        watcher::Config::default().fields("reason=FailedPreStopHook"),
+    )
+    .default_backoff();
+    let (mut pods, mut hooks) = (std::pin::pin!(pods), std::pin::pin!(hooks));
+    let mut stop = std::pin::pin!(stop);
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            Some(event) = pods.next() => match event {
+                Ok(event) => {
+                    if let Some((pod, error)) = tracker.pod_event(event, Instant::now()) {
+                        tracing::warn!(%pod, %error, "skipped a pod gracehook patched");
+                        if let Some(reason) = error.skip_reason() {
+                            metrics.skipped(reason);
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "pod watch failed; it restarts with a relist"),
+            },
+            Some(event) = hooks.next() => match event {
+                Ok(event) => tracker.hook_event(event),
+                Err(error) => tracing::warn!(%error, "FailedPreStopHook watch failed; it restarts with a relist"),
+            },
+            _ = tick.tick() => {
+                let due = tracker.due(Instant::now());
+                record(due, &mut owners, &mut recorder, &metrics).await;
+                recorder.flush(&metrics).await;
+            }
+        }
+    }
+    let pending = tracker.drain_pending();
+    record(pending, &mut owners, &mut recorder, &metrics).await;
+    recorder.flush(&metrics).await;
+}
+
+async fn record(
+    ended: Vec<Ended>,
+    owners: &mut Owners,
+    recorder: &mut Recorder,
+    metrics: &ObserveMetrics,
+) {
+    for Ended {
+        termination: t,
+        failures,
+    } in ended
+    {
+        let Some(verdict) = decide(&t, &failures) else {
+            continue;
+        };
+        let workload = owners.workload(&t).await;
+        #[allow(clippy::cast_precision_loss)] // seconds: far below 2^52
+        let ratio = verdict
+            .drain_seconds
+            .filter(|_| t.grace > 0)
+            .map(|drain| drain as f64 / t.grace as f64);
+        metrics.termination(
+            &t.namespace,
+            workload.metric_kind(),
+            workload.metric_name(),
+            verdict.outcome,
+            ratio,
+        );
+        tracing::info!(
+            namespace = %t.namespace,
+            pod = %t.name,
+            owner_kind = %workload.owner.kind,
+            owner = %workload.owner.name,
+            outcome = verdict.outcome.as_str(),
+            container = verdict.container.as_deref().unwrap_or(""),
+            drain_seconds = verdict.drain_seconds.unwrap_or(-1),
+            grace = t.grace,
+            "{}",
+            verdict.sentence
+        );
+        recorder.add(workload, &t, &verdict, Instant::now());
+    }
+}
+
+fn ops_router(state: Arc<OpsState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(|State(state): State<Arc<OpsState>>| async move {
+                if state.ready.load(Ordering::SeqCst) {
+                    (StatusCode::OK, "ok\n")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(state): State<Arc<OpsState>>| async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    state.metrics.encode(),
+                )
+            }),
+        )
+        .with_state(state)
+}
