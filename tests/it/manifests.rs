@@ -250,7 +250,7 @@ fn self_signed_overlay_renders_with_generated_certificates() {
     // A copy of the tree, so the test never writes into the checkout.
     let root = std::env::temp_dir().join(format!("gracehook-manifests-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    for dir in ["manifests/base", "certs"] {
+    for dir in ["manifests/base", "manifests/observe", "certs"] {
         std::fs::create_dir_all(root.join(dir)).unwrap();
         for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
             let entry = entry.unwrap();
@@ -273,6 +273,12 @@ fn self_signed_overlay_renders_with_generated_certificates() {
     for webhook in config["webhooks"].as_array().unwrap() {
         assert_eq!(webhook["clientConfig"]["caBundle"], bundle.trim());
     }
+    // The observer comes with it by default, as with the chart (observe.enabled).
+    let observer = find(&objects, "Deployment", "gracehook-observe");
+    assert_eq!(
+        observer["spec"]["template"]["spec"]["containers"][0]["image"],
+        find(&objects, "Deployment", "gracehook")["spec"]["template"]["spec"]["containers"][0]["image"]
+    );
     let mode = std::fs::metadata(root.join("certs/tls.key")).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o077,
@@ -443,5 +449,399 @@ fn base_limits_ingress_is_critical_spreads_and_names_the_service() {
             .unwrap()
             .iter()
             .any(|n| *n == names.as_str())
+    );
+}
+
+// -- the observer (manifests/observe) -----------------------------------------
+
+const OBSERVER: &str = "gracehook-observe";
+
+/// The default installation with cert-manager, which includes the observer.
+fn with_observer() -> Vec<Value> {
+    render(&repo().join("manifests/cert-manager"))
+}
+
+/// Every permission the RBAC objects grant a ServiceAccount of
+/// gracehook-system, one line each: `scope group/resource verb [names]`.
+fn permissions_of(objects: &[Value], account: &str) -> Vec<String> {
+    let mut granted = Vec::new();
+    for binding in objects
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRoleBinding" || o["kind"] == "RoleBinding")
+    {
+        let bound = binding["subjects"].as_array().unwrap().iter().any(|s| {
+            s["kind"] == "ServiceAccount"
+                && s["name"] == account
+                && s["namespace"] == "gracehook-system"
+        });
+        if !bound {
+            continue;
+        }
+        let role_ref = &binding["roleRef"];
+        let role = find(
+            objects,
+            role_ref["kind"].as_str().unwrap(),
+            role_ref["name"].as_str().unwrap(),
+        );
+        let scope = if binding["kind"] == "RoleBinding" {
+            assert_eq!(
+                role["metadata"]["namespace"],
+                binding["metadata"]["namespace"]
+            );
+            format!("ns:{}", binding["metadata"]["namespace"].as_str().unwrap())
+        } else {
+            "cluster".to_string()
+        };
+        for rule in role["rules"].as_array().unwrap() {
+            let names = rule["resourceNames"].as_array().map_or(String::new(), |n| {
+                let names: Vec<&str> = n.iter().map(|v| v.as_str().unwrap()).collect();
+                format!(" {}", names.join(","))
+            });
+            let strings = |key: &str| -> Vec<String> {
+                rule[key]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{key} in {rule}"))
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_string())
+                    .collect()
+            };
+            assert!(rule["nonResourceURLs"].is_null(), "{rule}");
+            for group in strings("apiGroups") {
+                for resource in strings("resources") {
+                    for verb in strings("verbs") {
+                        granted.push(format!("{scope} {group}/{resource} {verb}{names}"));
+                    }
+                }
+            }
+        }
+    }
+    granted.sort();
+    granted
+}
+
+/// Least privilege: exactly the calls `gracehook observe` makes, nothing
+/// more (an extra verb, resource, group or a wildcard fails); the webhook's
+/// ServiceAccount keeps exactly its Namespace read access.
+#[test]
+fn observe_rbac_is_exactly_the_observers_calls_and_leaves_the_webhooks_alone() {
+    let objects = with_observer();
+    assert_eq!(
+        permissions_of(&objects, OBSERVER),
+        [
+            "cluster /events list",
+            "cluster /events watch",
+            "cluster /pods get",
+            "cluster /pods list",
+            "cluster /pods watch",
+            "cluster apps/replicasets get",
+            "cluster events.k8s.io/events create",
+            "cluster events.k8s.io/events patch",
+            "ns:gracehook-system coordination.k8s.io/leases create",
+            "ns:gracehook-system coordination.k8s.io/leases get gracehook-observe",
+            "ns:gracehook-system coordination.k8s.io/leases patch gracehook-observe",
+        ]
+    );
+    assert_eq!(
+        permissions_of(&objects, "gracehook"),
+        [
+            "cluster /namespaces get",
+            "cluster /namespaces list",
+            "cluster /namespaces watch"
+        ]
+    );
+    // The webhook's RBAC objects are the base's, unchanged.
+    let base = render(&repo().join("manifests/base"));
+    for (kind, name) in [
+        ("ClusterRole", "gracehook-namespaces"),
+        ("ClusterRoleBinding", "gracehook-namespaces"),
+        ("ServiceAccount", "gracehook"),
+    ] {
+        assert_eq!(
+            find(&objects, kind, name),
+            find(&base, kind, name),
+            "{kind}/{name}"
+        );
+    }
+    // Every RBAC object of the installation is the webhook's or the observer's.
+    let rbac: Vec<String> = objects
+        .iter()
+        .filter(|o| o["kind"].as_str().unwrap().contains("Role"))
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        rbac.len(),
+        6,
+        "{rbac:?}: ClusterRole, ClusterRoleBinding of each, the observer's Role and RoleBinding"
+    );
+}
+
+/// The observer's Deployment: the webhook's hardening, two replicas spread
+/// apart, probes on its metrics port, its own ServiceAccount, no priority
+/// class, and the Lease where the Role allows it.
+#[test]
+fn observe_deployment_is_locked_down_and_elects_where_its_role_allows() {
+    let objects = with_observer();
+    let deployment = find(&objects, "Deployment", OBSERVER);
+    let webhook = find(&objects, "Deployment", "gracehook");
+    let spec = &deployment["spec"];
+    assert_eq!(spec["replicas"], 2);
+    assert_eq!(spec["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
+    let template = &spec["template"];
+    let labels = template["metadata"]["labels"].as_object().unwrap();
+    let selector = spec["selector"]["matchLabels"].as_object().unwrap();
+    assert!(!selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    // Its selector never matches the webhook's pods, nor the webhook's theirs.
+    let webhook_labels = webhook["spec"]["template"]["metadata"]["labels"]
+        .as_object()
+        .unwrap();
+    assert!(
+        !selector
+            .iter()
+            .all(|(k, v)| webhook_labels.get(k) == Some(v))
+    );
+    let webhook_selector = webhook["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap();
+    assert!(
+        !webhook_selector
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+    );
+
+    let pod = &template["spec"];
+    let webhook_pod = &webhook["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"], webhook_pod["securityContext"]);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert_eq!(pod["serviceAccountName"], OBSERVER);
+    assert_ne!(pod["serviceAccountName"], webhook_pod["serviceAccountName"]);
+    assert_eq!(pod["automountServiceAccountToken"], true);
+    assert_eq!(
+        find(&objects, "ServiceAccount", OBSERVER)["automountServiceAccountToken"],
+        false
+    );
+    assert_eq!(pod["enableServiceLinks"], false);
+    // Not on the pod-creation path: no critical class (docs/operations.md).
+    assert!(
+        pod["priorityClassName"].is_null(),
+        "{}",
+        pod["priorityClassName"]
+    );
+    let spread = pod["topologySpreadConstraints"].as_array().unwrap();
+    let keys: Vec<&str> = spread
+        .iter()
+        .map(|c| c["topologyKey"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+    );
+    for constraint in spread {
+        assert_eq!(constraint["whenUnsatisfiable"], "ScheduleAnyway");
+        assert_eq!(
+            constraint["labelSelector"]["matchLabels"],
+            spec["selector"]["matchLabels"]
+        );
+        assert_eq!(
+            constraint["matchLabelKeys"],
+            serde_json::json!(["pod-template-hash"])
+        );
+    }
+
+    let containers = pod["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1);
+    let container = &containers[0];
+    assert_eq!(container["args"], serde_json::json!(["observe"]));
+    assert_eq!(container["image"], webhook_pod["containers"][0]["image"]);
+    let security = &container["securityContext"];
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["runAsNonRoot"], true);
+    assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert!(security["capabilities"]["add"].is_null());
+    for kind in ["requests", "limits"] {
+        assert!(container["resources"][kind]["memory"].is_string(), "{kind}");
+        assert!(container["resources"][kind]["cpu"].is_string(), "{kind}");
+    }
+    assert!(container["volumeMounts"].is_null() && pod["volumes"].is_null());
+    assert_eq!(
+        container["ports"],
+        serde_json::json!([{"name": "metrics", "containerPort": 9090, "protocol": "TCP"}])
+    );
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["port"], "metrics");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["port"], "metrics");
+
+    // The environment: the contract's variables, nothing else.
+    let env = container["env"].as_array().unwrap();
+    let var = |name: &str| {
+        env.iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    let mut names: Vec<&str> = env.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "GRACEHOOK_IDENTITY",
+            "GRACEHOOK_LEASE_DURATION",
+            "GRACEHOOK_LEASE_NAME",
+            "GRACEHOOK_LEASE_NAMESPACE",
+            "GRACEHOOK_LOG_FORMAT",
+            "GRACEHOOK_METRICS_LISTEN",
+            "RUST_LOG"
+        ]
+    );
+    assert_eq!(var("GRACEHOOK_METRICS_LISTEN")["value"], "0.0.0.0:9090");
+    assert_eq!(
+        var("GRACEHOOK_LEASE_NAMESPACE")["valueFrom"],
+        serde_json::json!({"fieldRef": {"fieldPath": "metadata.namespace"}})
+    );
+    assert_eq!(
+        var("GRACEHOOK_IDENTITY")["valueFrom"],
+        serde_json::json!({"fieldRef": {"fieldPath": "metadata.name"}})
+    );
+    let duration = var("GRACEHOOK_LEASE_DURATION")["value"].as_str().unwrap();
+    assert!(gracehook::planner::duration::parse_seconds(duration).unwrap() > 0);
+    // The Lease: in the pod's own namespace, which is the Role's, under the
+    // one name the Role lets it get and patch.
+    let role = find(&objects, "Role", OBSERVER);
+    assert_eq!(
+        role["metadata"]["namespace"],
+        deployment["metadata"]["namespace"]
+    );
+    let lease = var("GRACEHOOK_LEASE_NAME")["value"].as_str().unwrap();
+    assert_eq!(lease, OBSERVER);
+    let named = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| !r["resourceNames"].is_null())
+        .unwrap();
+    assert_eq!(named["resourceNames"], serde_json::json!([lease]));
+
+    // Once `gracehook observe` exists, every variable is one of its flags.
+    let help = Command::new(env!("CARGO_BIN_EXE_gracehook"))
+        .args(["observe", "--help"])
+        .output()
+        .unwrap();
+    if help.status.success() {
+        let help = String::from_utf8_lossy(&help.stdout);
+        for name in names.iter().filter(|n| n.starts_with("GRACEHOOK_")) {
+            assert!(
+                help.contains(&format!("[env: {name}=")),
+                "{name} is not an observe flag"
+            );
+        }
+    }
+}
+
+/// Labels: every observer object is `gracehook-observe`, part of gracehook,
+/// and the component relabels none of the webhook's objects (the
+/// ServiceMonitor's job and the alerts select `gracehook`).
+#[test]
+fn observe_labels_its_own_objects_only() {
+    let objects = with_observer();
+    let component = render(&repo().join("manifests/observe"));
+    assert_eq!(component.len(), 8, "{component:?}");
+    for object in &component {
+        let name = object["metadata"]["name"].as_str().unwrap();
+        assert_eq!(name, OBSERVER);
+        let labels = &object["metadata"]["labels"];
+        assert_eq!(labels["app.kubernetes.io/name"], OBSERVER, "{name}");
+        assert_eq!(labels["app.kubernetes.io/part-of"], "gracehook", "{name}");
+        if !object["metadata"]["namespace"].is_null() {
+            assert_eq!(object["metadata"]["namespace"], "gracehook-system");
+        }
+    }
+    // The base's objects keep the base's labels (app.kubernetes.io/name:
+    // gracehook), the pod template's and selectors' included.
+    for object in render(&repo().join("manifests/base")) {
+        let kind = object["kind"].as_str().unwrap();
+        let name = object["metadata"]["name"].as_str().unwrap();
+        let installed = find(&objects, kind, name);
+        assert_eq!(
+            object["metadata"]["labels"]["app.kubernetes.io/name"],
+            "gracehook"
+        );
+        assert_eq!(
+            installed["metadata"]["labels"], object["metadata"]["labels"],
+            "{kind}/{name}"
+        );
+        assert_eq!(
+            installed["spec"]["template"], object["spec"]["template"],
+            "{kind}/{name}"
+        );
+    }
+    assert_eq!(
+        objects
+            .iter()
+            .filter(|o| o["metadata"]["labels"]["app.kubernetes.io/name"] == OBSERVER)
+            .count(),
+        component.len()
+    );
+    // The headless Service the ServiceMonitor scrapes selects the observer's pods.
+    let service = find(&objects, "Service", OBSERVER);
+    assert_eq!(service["spec"]["clusterIP"], "None");
+    assert_eq!(
+        service["spec"]["selector"],
+        find(&objects, "Deployment", OBSERVER)["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "metrics");
+}
+
+/// The observer's NetworkPolicy: the metrics port from Prometheus only, and
+/// egress to the API server's ports only; the webhook's policy is untouched
+/// and does not select the observer.
+#[test]
+fn observe_network_policy_opens_metrics_and_the_api_server_ports_only() {
+    let objects = with_observer();
+    let labels = find(&objects, "Deployment", OBSERVER)["spec"]["template"]["metadata"]["labels"]
+        .as_object()
+        .unwrap()
+        .clone();
+    let selects = |policy: &Value| {
+        policy["spec"]["podSelector"]["matchLabels"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+    };
+    let policy = find(&objects, "NetworkPolicy", OBSERVER);
+    assert!(selects(policy));
+    assert!(!selects(find(&objects, "NetworkPolicy", "gracehook")));
+    assert_eq!(
+        find(&objects, "NetworkPolicy", "gracehook"),
+        find(
+            &render(&repo().join("manifests/base")),
+            "NetworkPolicy",
+            "gracehook"
+        )
+    );
+    assert_eq!(
+        policy["spec"]["policyTypes"],
+        serde_json::json!(["Ingress", "Egress"])
+    );
+    assert_eq!(
+        policy["spec"]["ingress"],
+        serde_json::json!([{
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+            "ports": [{"port": 9090, "protocol": "TCP"}]
+        }])
+    );
+    assert_eq!(
+        policy["spec"]["egress"],
+        serde_json::json!([{"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]}])
     );
 }

@@ -14,11 +14,16 @@ fixed mtime.
              with ldd), plus /usr/lib/cgi-bin/slow (a request that takes
              ?N seconds), /usr/lib/cgi-bin/host (the pod's name) and
              /usr/local/bin/tracer (programs/tracer.c).
+- nginx:     nginx from the host's Debian `nginx` package (a master and two
+             workers, `daemon off;`: the master is the container's PID 1),
+             dash and coreutils (the preStop hook's `sh` and `sleep`), the
+             libraries ldd finds; /index.html, /slow (a static file sent with
+             `limit_rate`: about 4 seconds, its last line `end`) and /host.
 - gracehook: exactly what the Dockerfile builds: an empty image with the static
              binary at /gracehook, USER 65532:65532, ENTRYPOINT ["/gracehook"],
              CMD ["serve"], ports 8443 and 9090.
 
-pause and web are cached under the cache directory, keyed by this file, the
+pause, web and nginx are cached under the cache directory, keyed by this file, the
 C sources and the versions of the Debian packages they copy from.
 
 Standalone: python3 tests/node/images.py OUTDIR [GRACEHOOK_BINARY]
@@ -47,7 +52,7 @@ APACHE_MODULES = ["mpm_prefork", "authz_core", "authz_host", "access_compat", "a
                   "dir", "env", "mime", "setenvif", "reqtimeout", "status", "filter"]
 APACHE_CONFS = ["charset", "security", "serve-cgi-bin"]
 PACKAGES = ["apache2", "apache2-bin", "apache2-data", "dash", "coreutils", "libc6",
-            "libapr1", "libaprutil1", "media-types"]
+            "libapr1", "libaprutil1", "media-types", "nginx", "nginx-common"]
 
 
 log = logger("images")
@@ -228,7 +233,11 @@ ErrorLog /proc/self/fd/2
 """
 
 
-def web_tree(tracer):
+def base_tree():
+    """What both server images share: a usr-merged root with dash as `sh`
+    and coreutils (the preStop hook's shell and `sleep`), users root,
+    www-data and nobody. Returns the tree and the ELF files copied so far
+    (their libraries are added by `add_libraries`)."""
     t = Tree()
     for top in ("bin", "sbin", "lib", "lib64"):
         t.link(top, "usr/" + top)
@@ -244,6 +253,27 @@ def web_tree(tracer):
             t.copy(path, in_image(path))
             elves.append(path)
     t.link("usr/bin/sh", "dash")
+    t.file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n"
+                         "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
+    t.file("etc/group", "root:x:0:\nwww-data:x:33:\nnogroup:x:65534:\n")
+    t.file("etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files\n")
+    t.file("var/www/html/index.html", "ok\n")
+    return t, elves
+
+
+def add_libraries(t, elves):
+    libs = ldd(elves)
+    gcc_s = "/lib/x86_64-linux-gnu/libgcc_s.so.1"  # glibc dlopens it for thread cancellation
+    if os.path.exists(gcc_s):
+        libs.append(gcc_s)
+    for lib in libs:
+        with open(os.path.realpath(lib), "rb") as f:
+            t.file(in_image(lib), f.read(), 0o755)
+    return t
+
+
+def web_tree(tracer):
+    t, elves = base_tree()
     # Apache: the binary, apache2ctl, the enabled modules and Debian's configuration.
     t.copy("/usr/sbin/apache2", "/usr/sbin/apache2")
     t.copy("/usr/sbin/apache2ctl", "/usr/sbin/apache2ctl")
@@ -277,23 +307,67 @@ def web_tree(tracer):
         t.copy("/etc/mime.types")
     else:
         t.file("etc/mime.types", "text/plain txt\n")
-    t.file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n"
-                         "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
-    t.file("etc/group", "root:x:0:\nwww-data:x:33:\nnogroup:x:65534:\n")
-    t.file("etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files\n")
-    t.file("var/www/html/index.html", "ok\n")
     t.file("usr/lib/cgi-bin/slow", SLOW_CGI, 0o755)
     t.file("usr/lib/cgi-bin/host", HOST_CGI, 0o755)
     t.file("usr/local/bin/apache2-foreground", FOREGROUND, 0o755)
     t.copy(tracer, "/usr/local/bin/tracer", 0o755)
-    libs = ldd(elves)
-    gcc_s = "/lib/x86_64-linux-gnu/libgcc_s.so.1"  # glibc dlopens it for thread cancellation
-    if os.path.exists(gcc_s):
-        libs.append(gcc_s)
-    for lib in libs:
-        with open(os.path.realpath(lib), "rb") as f:
-            t.file(in_image(lib), f.read(), 0o755)
-    return t
+    return add_libraries(t, elves)
+
+
+# nginx as people run it in a container: in the foreground, so the master is
+# PID 1; `nginx -s quit` (SIGQUIT) drains, SIGTERM (the kubelet's default stop
+# signal; this image, like Debian's package, sets no STOPSIGNAL) stops at once.
+NGINX_CONF = """# The node suite's nginx (tests/node/images.py).
+user www-data;
+worker_processes 2;
+daemon off;
+pid /run/nginx.pid;
+# notice: the signals the master receives and its workers' exits, in the pod's log.
+error_log stderr notice;
+events {
+    worker_connections 512;
+}
+http {
+    include /etc/nginx/mime.types;
+    default_type text/plain;
+    access_log off;
+    server_tokens off;
+    server {
+        listen 80;
+        root /var/www/html;
+        location = /host {
+            return 200 "$hostname\\n";
+        }
+        # A response that takes about 4 s whatever serves it: nginx sends
+        # its first second's worth at once, then 10 kB a second.
+        location = /slow {
+            limit_rate 10k;
+        }
+    }
+}
+"""
+
+
+def slow_body():
+    """/slow: 43,754 bytes whose last line is `end`, so that the load
+    generator tells a complete response from one cut short (as Apache's
+    /cgi-bin/slow)."""
+    lines = "".join(f"{i:07d} slow response line, padding to sixty-four bytes..............\n" for i in range(625))
+    return lines + "end\n"
+
+
+def nginx_tree():
+    t, elves = base_tree()
+    t.copy("/usr/sbin/nginx", "/usr/sbin/nginx")
+    elves.append("/usr/sbin/nginx")
+    t.file("etc/nginx/nginx.conf", NGINX_CONF)
+    t.copy("/etc/nginx/mime.types", "/etc/nginx/mime.types")
+    # The temporary paths compiled in (--http-*-temp-path=/var/lib/nginx/*):
+    # nginx creates them at start, under a parent that must exist.
+    t.dir("var/lib/nginx")
+    t.dir("var/log/nginx")
+    t.file("var/www/html/slow", slow_body())
+    return add_libraries(t, elves)
 
 
 # -- the images --------------------------------------------------------------
@@ -309,15 +383,15 @@ def cache_key():
 
 
 def build_cached(cache_dir):
-    """pause and web images, from the cache when their inputs have not changed."""
+    """pause, web and nginx images, from the cache when their inputs have not changed."""
     key = cache_key()
     out_dir = os.path.join(cache_dir, f"node-images-{key}")
-    images = {"pause": (f"{PREFIX}/pause:{key}", os.path.join(out_dir, "pause.tar")),
-              "web": (f"{PREFIX}/web:{key}", os.path.join(out_dir, "web.tar"))}
+    images = {name: (f"{PREFIX}/{name}:{key}", os.path.join(out_dir, f"{name}.tar"))
+              for name in ("pause", "web", "nginx")}
     if all(os.path.exists(path) for _, path in images.values()):
         log(f"using cached images in {out_dir}")
         return images
-    log(f"building the pause and web images into {out_dir}")
+    log(f"building the pause, web and nginx images into {out_dir}")
     os.makedirs(out_dir, exist_ok=True)
     pause = static_program("pause", out_dir)
     tracer = static_program("tracer", out_dir)
@@ -329,6 +403,10 @@ def build_cached(cache_dir):
                 {"Env": [f"PATH={PATH}"], "Cmd": ["/usr/local/bin/apache2-foreground"],
                  "ExposedPorts": {"80/tcp": {}}, "WorkingDir": "/"},
                 "Debian apache2 " + package_versions().replace("\n", "; "))
+    oci_archive(images["nginx"][1], images["nginx"][0], nginx_tree(),
+                {"Env": [f"PATH={PATH}"], "Cmd": ["/usr/sbin/nginx"],
+                 "ExposedPorts": {"80/tcp": {}}, "WorkingDir": "/"},
+                "Debian nginx " + package_versions().replace("\n", "; "))
     return images
 
 

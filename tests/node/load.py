@@ -2,9 +2,10 @@
 
 Sends `rate` requests per second for `duration` seconds to one address (a
 Service VIP inside the suite's network namespace), every `long_every`-th a
-request that takes `long_seconds` (/cgi-bin/slow?N), the others a static
-file. Each request opens a new connection, as a client without keep-alive
-does, and is classified:
+request that takes `long_seconds` (Apache's /cgi-bin/slow?N, or `long_path`:
+nginx's /slow, a static file sent slowly), the others a static file. Both
+slow responses end with the line `end`. Each request opens a new
+connection, as a client without keep-alive does, and is classified:
 
   ok        status 200 and the complete body
   refused   connection refused (no server, or kube-proxy rejects: no endpoint)
@@ -24,8 +25,11 @@ import time
 
 
 class Load:
-    def __init__(self, host, port=80, rate=20, duration=60.0, long_every=5, long_seconds=4, timeout=20.0):
+    def __init__(self, host, port=80, rate=20, duration=60.0, long_every=5, long_seconds=4, timeout=20.0,
+                 long_path=None):
         self.host, self.port = host, port
+        # The slow request: its duration is the server's (nginx's limit_rate), not in the path.
+        self.long_path = long_path or f"/cgi-bin/slow?{long_seconds}"
         self.rate, self.duration = rate, duration
         self.long_every, self.long_seconds, self.timeout = long_every, long_seconds, timeout
         self.results = []  # (index, started, seconds, path, outcome, detail)
@@ -71,7 +75,7 @@ class Load:
             if delay > 0:
                 time.sleep(delay)
             if self.long_every and i % self.long_every == self.long_every - 1:
-                path, expect = f"/cgi-bin/slow?{self.long_seconds}", lambda b: b.endswith(b"end\n")
+                path, expect = self.long_path, lambda b: b.endswith(b"end\n")
             else:
                 path, expect = "/index.html", lambda b: b == b"ok\n"
             t = threading.Thread(target=self.request, args=(i, path, expect), daemon=True)

@@ -30,6 +30,7 @@ class Context:
         self.config = config
         self.gracehook = config["gracehook"]
         self.web = config["images"]["web"][0]
+        self.nginx = config["images"]["nginx"][0]
         self.lines = []  # printed at the end, after the teardown
         self.shared = {}
 
@@ -508,24 +509,149 @@ def gracehook_rollout_mutates_every_pod(c):
 
 # -- issue 14: Apache behind a Service, a rolling update under load ---------
 
-def kubelet_hook_exits(c, ns):
-    """The exit codes the kubelet logged for failed preStop hooks of pods in `ns`."""
+def kubelet_hook_exits(c, ns, name=None):
+    """The exit codes the kubelet logged for failed preStop hooks of pods in
+    `ns` (of pod `name` only, if given)."""
     codes = []
-    for line in open(os.path.join(c.node.dir, "kubelet.log"), errors="replace"):
-        if "Exec lifecycle hook" in line and f'pod="{ns}/' in line:
-            m = re.search(r"exited with (\d+)", line)
+    pod_ref = f'pod="{ns}/{name}"' if name else f'pod="{ns}/'
+    with open(os.path.join(c.node.dir, "kubelet.log"), errors="replace") as f:
+        # One record per klog header: a hook that printed something (nginx
+        # -s quit does) makes the record span lines, its exit code below.
+        records = re.split(r"\n(?=[IWEF]\d{4} )", f.read())
+    for record in records:
+        if "Exec lifecycle hook" in record and pod_ref in record:
+            m = re.search(r"exited with (\d+)", record)
             codes.append(int(m.group(1)) if m else None)
     return codes
 
 
-def rolling_update(c, key, label, mode=None, annotations=None, prestop=None, grace=None):
-    """A 3-replica Apache Deployment behind a ClusterIP Service; load on the
-    VIP from this network namespace while `kubectl rollout restart` replaces
-    every pod. Returns (and keeps) the measurements."""
+def follow_pods(c, ns, app, names):
+    """Starts `kubectl get pods -w -o json --output-watch-events` on the
+    pods of `app` (the last state the API server had of each pod, including
+    the DELETED event's, which carries the containers' final terminated
+    state: the pod itself is gone afterwards), and `kubectl logs -f
+    --timestamps` on each of `names` (the runtime's timestamps, to the
+    nanosecond, where finishedAt has seconds; nginx logs the signals it gets
+    and its exit)."""
+    followers = {}
+    for name, args in [(None, ["get", "pods", "-n", ns, "-l", f"app={app}", "-w", "-o", "json",
+                               "--output-watch-events"])] + [
+            (name, ["logs", "-f", "--timestamps", "-n", ns, name]) for name in sorted(names)]:
+        out = open(os.path.join(c.node.dir, f"{'watch' if name is None else 'log'}-{ns}-{name or app}.txt"), "w+")
+        followers[name] = (subprocess.Popen([f"{c.node.bin}/kubectl", *args], env=c.node.env, stdout=out,
+                                            stderr=subprocess.DEVNULL), out)
+    return followers
+
+
+def stop_following(followers):
+    """Stops the followers; their output by pod name (None: the watch)."""
+    texts = {}
+    for name, (process, out) in followers.items():
+        if process.poll() is None:
+            process.terminate()
+        process.wait(10)
+        out.seek(0)
+        texts[name] = out.read()
+        out.close()
+    return texts
+
+
+# The lines of a server's own log that tell how it stopped (nginx: "signal 3
+# (SIGQUIT) received", "exit"; Apache: "caught SIGTERM", "SIGWINCH received").
+STOP_LINES = re.compile(r"signal|SIG[A-Z]+|\bexit|shutting down")
+
+
+def terminations(c, ns, followers, names):
+    """For each pod in `names`: when it was deleted (the API server's audit
+    log), its grace period, what the kubelet said of its preStop hook, and
+    each container's final state — the facts that tell a drain that worked
+    from one that failed (docs/plan.md, "Servers that exit by themselves")."""
+    texts = stop_following(followers)
+    last, grace, deadline = {}, {}, {}
+    decoder, text, at = json.JSONDecoder(), texts[None], 0
+    while at < len(text):
+        if text[at].isspace():
+            at += 1
+            continue
+        try:
+            event, at = decoder.raw_decode(text, at)
+        except ValueError:
+            break  # the watch was stopped in the middle of an object
+        p = event.get("object", {})
+        name = p.get("metadata", {}).get("name")
+        last[name] = dict(p, watchEvent=event.get("type"))
+        # The grace period of the controller's deletion: the first one seen
+        # (the kubelet deletes the pod again, with 0, once its containers are gone).
+        if p["metadata"].get("deletionGracePeriodSeconds"):
+            grace.setdefault(name, p["metadata"]["deletionGracePeriodSeconds"])
+            # deletionTimestamp is the deletion plus the grace period: when SIGKILL is due
+            deadline.setdefault(name, p["metadata"]["deletionTimestamp"])
+    deleted = {}
+    for event in c.audit_events():
+        ref = event.get("objectRef", {})
+        if event.get("verb") == "delete" and ref.get("namespace") == ns and ref.get("name") in names:
+            deleted.setdefault(ref["name"], timestamp(event["requestReceivedTimestamp"]))  # the first: the controller's
+    found = {}
+    for name in sorted(names):
+        p = last.get(name, {})
+        due = timestamp(deadline[name]) if name in deadline else None
+        containers = {}
+        for status in p.get("status", {}).get("containerStatuses", []):
+            ended = status.get("state", {}).get("terminated") or status.get("lastState", {}).get("terminated")
+            if not ended:
+                containers[status["name"]] = None
+                continue
+            finished = timestamp(ended["finishedAt"]) if ended.get("finishedAt") else None
+            # finishedAt and deletionTimestamp have a resolution of one second;
+            # the server's own log (below) has the runtime's timestamps.
+            containers[status["name"]] = {
+                "exitCode": ended.get("exitCode"), "reason": ended.get("reason"), "signal": ended.get("signal"),
+                "finishedAt": ended.get("finishedAt"),
+                "afterDeletion": None if finished is None or name not in deleted else round(
+                    finished - deleted[name], 2),
+                "beforeDeadline": None if finished is None or due is None else round(due - finished, 2)}
+        stops = []
+        for line in texts.get(name, "").splitlines():
+            stamp, _, what = line.partition(" ")
+            if STOP_LINES.search(what) and name in deleted:
+                try:
+                    stops.append((round(timestamp(stamp) - deleted[name], 3), what.strip()))
+                except ValueError:
+                    pass
+        found[name] = {"deleted": deleted.get(name), "deletionTimestamp": deadline.get(name),
+                       "grace": grace.get(name, p.get("spec", {}).get("terminationGracePeriodSeconds")),
+                       "lastWatchEvent": p.get("watchEvent"), "hookExits": kubelet_hook_exits(c, ns, name),
+                       "containers": containers, "serverLog": stops}
+    return found
+
+
+def describe_terminations(found):
+    """`exit 0 (Completed) at 4s of 30s, hook 137` per old pod, for the log
+    and the lines (seconds from the deletion to finishedAt, which is
+    truncated to the second: "at 0s" may print as -1s)."""
+    parts = []
+    for facts in found.values():
+        for state in facts["containers"].values():
+            if not state:
+                parts.append("not seen terminated")
+                continue
+            at = state["afterDeletion"]
+            parts.append(f"exit {state['exitCode']} ({state['reason']}) at "
+                         f"{'?' if at is None else f'{at:.0f}s'} of {facts['grace']}s"
+                         f"{', hook ' + '/'.join(map(str, facts['hookExits'])) if facts['hookExits'] else ''}")
+    return "; ".join(parts)
+
+
+def rolling_update(c, key, label, mode=None, annotations=None, prestop=None, grace=None, image=None,
+                   long_path=None):
+    """A 3-replica Deployment (Apache, or `image` whose slow request is
+    `long_path`) behind a ClusterIP Service; load on the VIP from this
+    network namespace while `kubectl rollout restart` replaces every pod.
+    Returns (and keeps) the measurements."""
     if key in c.shared:
         return c.shared[key]
     ns = c.namespace(f"rollout-{key}", mode)
-    c.apply(deployment("web", c.web, 3, annotations, prestop=prestop, grace=grace), "-n", ns)
+    c.apply(deployment("web", image or c.web, 3, annotations, prestop=prestop, grace=grace), "-n", ns)
     c.apply(service("web"), "-n", ns)
     wait_ready(c, ns, "web")
     vip = c.get("service", "-n", ns, "web")["spec"]["clusterIP"]
@@ -533,7 +659,9 @@ def rolling_update(c, key, label, mode=None, annotations=None, prestop=None, gra
     old = pods_of(c, ns, "web")
     template = old[0]
     old_names = {p["metadata"]["name"] for p in old}
-    load = loadlib.Load(vip, 80, rate=20, duration=60, long_every=5, long_seconds=4, timeout=20).start()
+    load = loadlib.Load(vip, 80, rate=20, duration=60, long_every=5, long_seconds=4, timeout=20,
+                        long_path=long_path).start()
+    followers = follow_pods(c, ns, "web", old_names)
     time.sleep(5)
     started = time.time()
     c.kubectl("-n", ns, "rollout", "restart", "deploy/web")
@@ -548,7 +676,10 @@ def rolling_update(c, key, label, mode=None, annotations=None, prestop=None, gra
     result = dict(summary, key=key, label=label, namespace=ns, rollout=rolled, replaced=replaced,
                   hook=prestop_of(template), grace=template["spec"]["terminationGracePeriodSeconds"],
                   failed_prestop_hooks=sum(e.get("count", 1) for e in failed_hooks),
-                  hook_exits=kubelet_hook_exits(c, ns),
+                  failed_prestop_hook_events=[
+                      {"pod": e["involvedObject"].get("name"), "message": e.get("message"), "count": e.get("count"),
+                       "lastTimestamp": e.get("lastTimestamp")} for e in failed_hooks],
+                  kubelet_hook_exits=kubelet_hook_exits(c, ns), terminations=terminations(c, ns, followers, old_names),
                   within_load=started - load.started + replaced + 3 < load.duration and time.time() >= load_end)
     c.shared[key] = result
     detail = ", ".join(f"{n} {k}" for k, n in sorted(summary["by_outcome"].items()))
@@ -556,6 +687,7 @@ def rolling_update(c, key, label, mode=None, annotations=None, prestop=None, gra
           f"{' (' + detail + ')' if detail else ''}; rollout {rolled:.1f}s, old pods gone after {replaced:.1f}s; "
           f"preStop {describe_hook(result['hook'])}, grace {result['grace']}s; "
           f"FailedPreStopHook events: {result['failed_prestop_hooks']}")
+    log(f"  old pods, from their deletion: {describe_terminations(result['terminations'])}")
     for failure in summary["failures"][:5]:
         log(f"  failed at {failure['at']}s {failure['path']}: {failure['outcome']} {failure['detail'][:80]}")
     with open(os.path.join(c.node.dir, f"rollout-{key}.json"), "w") as f:
@@ -607,7 +739,7 @@ def rolling_update_leaves_no_failed_prestop_hook(c):
     result = with_gracehook(c)
     expect(result["failed_prestop_hooks"] == 0,
            f"{result['failed_prestop_hooks']} FailedPreStopHook events for preStop {describe_hook(result['hook'])}; "
-           f"the kubelet logged exit codes {result['hook_exits']}")
+           f"the kubelet logged exit codes {result['kubelet_hook_exits']}")
 
 
 @scenario
@@ -619,6 +751,46 @@ def the_seeds_hook_by_hand_drains_but_records_failed_prestop_hooks(c):
     result = rolling_update(c, "seed-text", "with the seed's hook by hand", None,
                             prestop={"exec": {"command": ["sh", "-c", hook]}}, grace=10)
     expect(result["failed"] == 0, f"{result['failed']} requests failed: {result['failures'][:5]}")
-    expect(result["failed_prestop_hooks"] > 0 and 143 in result["hook_exits"],
+    expect(result["failed_prestop_hooks"] > 0 and 143 in result["kubelet_hook_exits"],
            f"no FailedPreStopHook with exit 143 (events {result['failed_prestop_hooks']}, "
-           f"exits {result['hook_exits']}): the contrast shows nothing")
+           f"exits {result['kubelet_hook_exits']}): the contrast shows nothing")
+
+
+# -- issue 23: nginx, a server whose PID 1 exits by itself once drained -----
+#
+# `nginx -s quit` lets the requests in flight finish, then the master (the
+# container's PID 1) exits without signalling the container first: the
+# kernel SIGKILLs the hook still waiting in its PID namespace (137), and the
+# kubelet records FailedPreStopHook for a drain that worked (docs/plan.md,
+# "Servers that exit by themselves"). These runs measure both: the requests,
+# and each old pod's termination facts in rollout-nginx*.json.
+NGINX_DRAIN = "nginx -s quit"
+
+
+def nginx_rolling_update(c, key, label, mode=None, annotations=None):
+    return rolling_update(c, key, label, mode, annotations, image=c.nginx, long_path="/slow")
+
+
+@scenario
+def rolling_update_nginx_with_gracehook(c):
+    result = nginx_rolling_update(c, "nginx", "nginx with gracehook", "enforce",
+                                  dict(SCALED, **{"gracehook.io/drain-command": NGINX_DRAIN}))
+    expect(result["hook"] == {"exec": {"command": gracehook_hook(2, NGINX_DRAIN, 6)}}, f"preStop {result['hook']}")
+    expect(result["failed"] == 0, f"{result['failed']} requests failed: {result['failures'][:5]}")
+    expect(result["requests"] == 1200, result["requests"])
+    # What makes the FailedPreStopHook events false alarms: every old pod's
+    # container ended by itself, exit 0, well inside its grace period.
+    for name, facts in result["terminations"].items():
+        for state in facts["containers"].values():
+            expect(state and state["exitCode"] == 0 and state["afterDeletion"] is not None
+                   and state["afterDeletion"] < facts["grace"],
+                   f"{name}: {state}, grace {facts['grace']}s: not a clean exit within the grace period")
+    c.say(f"rolling update nginx with gracehook, old pods: {describe_terminations(result['terminations'])}")
+
+
+@scenario
+def rolling_update_nginx_without_gracehook(c):
+    result = nginx_rolling_update(c, "nginx-plain", "nginx without gracehook")
+    expect(result["hook"] is None and result["grace"] == 30, (result["hook"], result["grace"]))
+    expect(result["failed"] > 0, "no request failed without gracehook: nginx's SIGTERM proves nothing")
+

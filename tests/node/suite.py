@@ -36,7 +36,7 @@ PACKAGES = {  # command or file -> Debian package
     "/usr/lib/cni/bridge": "containernetworking-plugins", "iptables": "iptables", "conntrack": "conntrack",
     "/usr/sbin/apache2": "apache2", "/usr/sbin/apache2ctl": "apache2", "gcc": "gcc",
     "/usr/lib/x86_64-linux-gnu/libc.a": "libc6-dev", "strip": "binutils", "unshare": "util-linux",
-    "nsenter": "util-linux", "ip": "iproute2",
+    "nsenter": "util-linux", "ip": "iproute2", "/usr/sbin/nginx": "nginx", "/etc/nginx/mime.types": "nginx-common",
 }
 
 

@@ -72,6 +72,23 @@ def kinds(objects):
     return sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
 
 
+def webhook_deployment(objects):
+    """The webhook's Deployment (the observer's is the other one)."""
+    found = [o for o in objects if o["kind"] == "Deployment"
+             and o["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == "webhook"]
+    expect(len(found) == 1, f"{len(found)} webhook Deployments in {kinds(objects)}")
+    return found[0]
+
+
+# The observer's objects (observe.enabled, manifests/observe), by kind.
+OBSERVER_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment",
+                  "Service", "NetworkPolicy")
+
+
+def observer_objects(objects):
+    return [o for o in objects if o["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "gracehook-observe"]
+
+
 def diff(a, b, path=""):
     """The paths where two JSON values differ, for readable failures."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -201,7 +218,8 @@ def the_rules_use_metrics_that_exist(t):
     documented = set(re.findall(r"\| `(gracehook_\w+)` \|", open(os.path.join(REPO, "docs", "observability.md")).read()))
     known = documented | {f"{m}_bucket" for m in documented} | {
         "up", "kube_deployment_status_replicas_unavailable",
-        "apiserver_admission_webhook_fail_open_count", "apiserver_admission_webhook_request_total"}
+        "apiserver_admission_webhook_fail_open_count", "apiserver_admission_webhook_request_total",
+        "kube_deployment_spec_replicas"}
     used = set()
     for rule in rules():
         expr = re.sub(r'"[^"]*"', '""', rule["expr"])
@@ -210,7 +228,7 @@ def the_rules_use_metrics_that_exist(t):
     expect(used - functions, "no metric found in the rules")
     unknown = used - functions - known
     expect(not unknown, f"metrics not in docs/observability.md nor known: {sorted(unknown)}")
-    for outcome in set(re.findall(r'outcome="(\w+)"', open(RULES).read())):
+    for outcome in set(re.findall(r'outcome="([\w-]+)"', open(RULES).read())):
         expect(f"`{outcome}`" in open(os.path.join(REPO, "docs", "observability.md")).read(),
                f"outcome {outcome} not documented")
 
@@ -241,6 +259,7 @@ def helm_template_renders_each_certificate_source(t):
     common = ["ClusterRole/gracehook-namespaces", "ClusterRoleBinding/gracehook-namespaces", "Deployment/gracehook",
               "MutatingWebhookConfiguration/gracehook", "NetworkPolicy/gracehook", "PodDisruptionBudget/gracehook",
               "ResourceQuota/gracehook-critical-pods", "Service/gracehook", "ServiceAccount/gracehook"]
+    common += [f"{kind}/gracehook-observe" for kind in OBSERVER_KINDS]
     want = {
         "generate": common + ["Secret/gracehook-tls"],
         "cert-manager": common + ["Certificate/gracehook-ca", "Certificate/gracehook-serving",
@@ -252,7 +271,7 @@ def helm_template_renders_each_certificate_source(t):
         objects = helm_template(*sets)
         expect(kinds(objects) == sorted(want[name]), f"{name}: {kinds(objects)}")
         config = find(objects, "MutatingWebhookConfiguration")
-        volume = find(objects, "Deployment")["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"]
+        volume = webhook_deployment(objects)["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"]
         bundles = [w["clientConfig"].get("caBundle") for w in config["webhooks"]]
         injected = config["metadata"].get("annotations", {}).get("cert-manager.io/inject-ca-from")
         if name.startswith("cert-manager"):
@@ -387,11 +406,15 @@ def chart_service_rbac_disruption_budget_network_policy_and_quota_equal_the_base
             o["metadata"].pop("labels", None)
             o["metadata"].pop("annotations", None)
         expect_equal(c, b, f"{kind}/{name} of the chart and manifests/base")
-    # Least privilege: no other rule anywhere, none at all without the watch.
-    expect([o["kind"] for o in chart if o["kind"] in ("Role", "RoleBinding")] == [], "extra RBAC")
-    quiet = helm_template("watchNamespaces=false")
-    expect(not [o for o in quiet if o["kind"].startswith("ClusterRole")], kinds(quiet))
-    expect(env_of(find(quiet, "Deployment")["spec"]["template"]["spec"]["containers"][0])["GRACEHOOK_WATCH_NAMESPACES"]
+    # Least privilege: no other rule anywhere (the observer's own are
+    # compared with manifests/observe below), none at all without the watch.
+    webhook_rbac = [o for o in chart if o["kind"] in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+                    and o not in observer_objects(chart)]
+    expect(kinds(webhook_rbac) == ["ClusterRole/gracehook-namespaces", "ClusterRoleBinding/gracehook-namespaces"],
+           f"extra RBAC: {kinds(webhook_rbac)}")
+    quiet = helm_template("watchNamespaces=false", "observe.enabled=false")
+    expect(not [o for o in quiet if o["kind"].startswith("ClusterRole") or o["kind"].startswith("Role")], kinds(quiet))
+    expect(env_of(webhook_deployment(quiet)["spec"]["template"]["spec"]["containers"][0])["GRACEHOOK_WATCH_NAMESPACES"]
            == "false", "watchNamespaces=false not passed on")
 
 
@@ -436,17 +459,27 @@ def chart_values_reach_the_objects(t):
 
 # -- monitoring: the chart and the component ---------------------------------
 
-def component_objects():
-    """manifests/base with the monitoring component, as an operator includes it."""
+def component_objects(components=("observe", "monitoring")):
+    """manifests/base with components, as an operator includes them."""
     d = tempfile.mkdtemp(prefix="gracehook-ops-")
     try:
         # kustomize wants relative paths.
         rel = os.path.relpath(os.path.join(REPO, "manifests"), d)
         with open(os.path.join(d, "kustomization.yaml"), "w") as f:
-            f.write(f"resources: [{rel}/base]\ncomponents: [{rel}/monitoring]\n")
+            f.write(f"resources: [{rel}/base]\ncomponents: [{', '.join(f'{rel}/{c}' for c in components)}]\n")
         return kustomize(d)
     finally:
         shutil.rmtree(d)
+
+
+def selects(selector, labels):
+    """A label selector (matchLabels, matchExpressions) against labels."""
+    ok = all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+    for e in selector.get("matchExpressions", []):
+        key, op, values = e["key"], e["operator"], e.get("values", [])
+        ok = ok and {"In": labels.get(key) in values, "NotIn": labels.get(key) not in values,
+                     "Exists": key in labels, "DoesNotExist": key not in labels}[op]
+    return ok
 
 
 @scenario
@@ -472,19 +505,43 @@ def chart_and_component_ship_the_same_rules_and_scrape_alike(t):
                  "the chart's rules and their source")
     c_mon, k_mon = find(chart, "ServiceMonitor")["spec"], find(component, "ServiceMonitor")["spec"]
     expect(c_mon["selector"]["matchLabels"].pop("app.kubernetes.io/instance") == "gracehook", c_mon)
+    if not c_mon["selector"]["matchLabels"]:
+        del c_mon["selector"]["matchLabels"]
     expect_equal(c_mon, k_mon, "the ServiceMonitors of the chart and of manifests/monitoring")
-    # Each selects its own Service, by labels it has, on a port it has, and
-    # names the job `gracehook` (the label its Service carries).
+    # Each selects the webhook's and the observer's Service and no other, by
+    # labels they have, on a port they have, and names their jobs `gracehook`
+    # and `gracehook-observe` (two jobs: an observer up never hides a webhook
+    # down from GracehookDown). honorLabels keeps the observer's `namespace`.
     for objects, monitor in ((chart, find(chart, "ServiceMonitor")), (component, find(component, "ServiceMonitor"))):
-        service = find(objects, "Service", "gracehook")
-        labels = service["metadata"]["labels"]
-        expect(all(labels.get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items()), (labels, monitor))
-        expect(labels.get(monitor["spec"]["jobLabel"]) == "gracehook", labels)
-        ports = {p["name"] for p in service["spec"]["ports"]}
-        expect({e["port"] for e in monitor["spec"]["endpoints"]} <= ports, ports)
-        expect(monitor["metadata"]["namespace"] == service["metadata"]["namespace"], monitor["metadata"])
-    expect(all(r["expr"].count('job="gracehook"') or "apiserver_" in r["expr"] or "kube_" in r["expr"]
-               for r in rules()), "a rule on gracehook's metrics that does not select job=\"gracehook\"")
+        selected = sorted(o["metadata"]["name"] for o in objects if o["kind"] == "Service"
+                          and selects(monitor["spec"]["selector"], o["metadata"]["labels"]))
+        expect(selected == ["gracehook", "gracehook-observe"], selected)
+        for name in selected:
+            service = find(objects, "Service", name)
+            expect(service["metadata"]["labels"].get(monitor["spec"]["jobLabel"]) == name, service["metadata"])
+            ports = {p["name"] for p in service["spec"]["ports"]}
+            expect({e["port"] for e in monitor["spec"]["endpoints"]} <= ports, ports)
+            expect(monitor["metadata"]["namespace"] == service["metadata"]["namespace"], monitor["metadata"])
+        expect(all(e.get("honorLabels") is True for e in monitor["spec"]["endpoints"]), monitor["spec"])
+    # Without the observer the component still renders and selects the webhook alone.
+    alone = component_objects(("monitoring",))
+    expect(not observer_objects(alone), kinds(observer_objects(alone)))
+    expect([o["metadata"]["name"] for o in alone if o["kind"] == "Service"
+            and selects(find(alone, "ServiceMonitor")["spec"]["selector"], o["metadata"]["labels"])] == ["gracehook"],
+           kinds(alone))
+    # Every selector of gracehook's metrics names its job: the observer's
+    # metrics job="gracehook-observe", the webhook's job="gracehook".
+    wrong = []
+    for r in rules():
+        for metric, body in re.findall(r"\b(gracehook_\w+)\{([^}]*)\}", r["expr"]):
+            job = "gracehook-observe" if metric.startswith(("gracehook_terminations", "gracehook_drain",
+                                                             "gracehook_observer")) else "gracehook"
+            if f'job="{job}"' not in body:
+                wrong.append(f"{r['alert']}: {metric}{{{body}}} does not select job=\"{job}\"")
+        if not re.search(r"\bgracehook_\w+\{", r["expr"]):
+            expect("apiserver_" in r["expr"] or "kube_" in r["expr"] or 'up{job="gracehook"}' in r["expr"],
+                   f"{r['alert']}: no metric of gracehook, the API server or kube-state-metrics")
+    expect(not wrong, "\n".join(wrong))
 
 
 @scenario
@@ -540,7 +597,7 @@ def the_docs_describe_every_value(t):
 # -- network access, priority, placement, TLS names, client CA ---------------
 
 def pod_spec(objects):
-    return find(objects, "Deployment")["spec"]["template"]["spec"]
+    return webhook_deployment(objects)["spec"]["template"]["spec"]
 
 
 def ingress_rule(policy, port):
@@ -555,7 +612,7 @@ def ingress_rule(policy, port):
 def the_network_policy_opens_the_webhook_port_to_all_and_metrics_to_prometheus(t):
     objects = helm_template()
     policy = find(objects, "NetworkPolicy", "gracehook")
-    pod_labels = find(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    pod_labels = webhook_deployment(objects)["spec"]["template"]["metadata"]["labels"]
     selector = policy["spec"]["podSelector"]["matchLabels"]
     expect(selector and all(pod_labels.get(k) == v for k, v in selector.items()), (selector, pod_labels))
     expect(policy["spec"]["policyTypes"] == ["Ingress"] and "egress" not in policy["spec"], policy["spec"])
@@ -571,7 +628,7 @@ def the_network_policy_opens_the_webhook_port_to_all_and_metrics_to_prometheus(t
     narrow = find(helm_template("networkPolicy.webhook.from[0].ipBlock.cidr=10.0.0.0/24",
                                 "networkPolicy.metrics.from[0].namespaceSelector.matchLabels.team=observability",
                                 "networkPolicy.metrics.from[0].podSelector.matchLabels.app=prometheus",
-                                "networkPolicy.egress[0].ports[0].port=53"), "NetworkPolicy")
+                                "networkPolicy.egress[0].ports[0].port=53"), "NetworkPolicy", "gracehook")
     expect(ingress_rule(narrow, 8443)["from"] == [{"ipBlock": {"cidr": "10.0.0.0/24"}}], narrow["spec"])
     expect(ingress_rule(narrow, 9090)["from"] == [{"namespaceSelector": {"matchLabels": {"team": "observability"}},
                                                    "podSelector": {"matchLabels": {"app": "prometheus"}}}], narrow["spec"])
@@ -596,7 +653,7 @@ def the_pods_are_system_cluster_critical_with_the_quota_that_allows_it(t):
         expect(quota["metadata"]["namespace"] == "hooks", quota["metadata"])
         expect(quota["spec"]["scopeSelector"]["matchExpressions"] == [
             {"scopeName": "PriorityClass", "operator": "In", "values": [cls]}], quota["spec"])
-        deploy = find(objects, "Deployment")["spec"]
+        deploy = webhook_deployment(objects)["spec"]
         expect(int(quota["spec"]["hard"]["pods"]) >= deploy["replicas"] + deploy["strategy"]["rollingUpdate"]["maxSurge"],
                quota["spec"]["hard"])
     for sets in (["priorityClassName="], ["criticalPodsQuota.enabled=false"]):
@@ -609,7 +666,7 @@ def the_pods_are_system_cluster_critical_with_the_quota_that_allows_it(t):
 def the_spread_keeps_the_replicas_of_one_revision_on_different_nodes(t):
     objects = helm_template()
     pod = pod_spec(objects)
-    labels = find(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    labels = webhook_deployment(objects)["spec"]["template"]["metadata"]["labels"]
     spread = {c["topologyKey"]: c for c in pod["topologySpreadConstraints"]}
     expect(sorted(spread) == ["kubernetes.io/hostname", "topology.kubernetes.io/zone"], sorted(spread))
     for key, c in spread.items():
@@ -680,3 +737,115 @@ def a_generated_certificate_says_it_is_made_at_every_render(t):
             expect(warned and "certificate.source=cert-manager" in warned.group(0), out[:2000])
         else:
             expect("# WARNING" not in out, f"{name}: {out[:2000]}")
+
+
+# -- the observer: the chart against manifests/observe -------------------------
+
+@scenario
+def chart_observer_equals_manifests_observe(t):
+    """The chart's observer objects (observe.enabled, the default) are
+    manifests/observe's: the same kinds and names, specs and rules; only the
+    labels differ (Helm's own)."""
+    chart = observer_objects(helm_template())
+    component = observer_objects(component_objects(("observe",)))
+    expect(kinds(chart) == kinds(component) == sorted(f"{k}/gracehook-observe" for k in OBSERVER_KINDS),
+           f"{kinds(chart)} != {kinds(component)}")
+    for k in component:
+        c = json.loads(json.dumps(find(chart, k["kind"], k["metadata"]["name"])))
+        k = json.loads(json.dumps(k))
+        for o in (c, k):
+            o["metadata"].pop("labels", None)
+            o["metadata"].pop("annotations", None)
+        if k["kind"] == "Deployment":
+            k_labels = k["spec"]["template"]["metadata"].pop("labels")
+            c_labels = c["spec"]["template"]["metadata"].pop("labels")
+            expect(all(c_labels.get(key) == v for key, v in k_labels.items()), f"pod labels {c_labels} lack {k_labels}")
+            expect(c_labels.get("app.kubernetes.io/name") == "gracehook-observe", c_labels)
+        expect_equal(c, k, f"{k['kind']}/{k['metadata']['name']} of the chart and manifests/observe")
+    # The webhook's objects are the same with the observer or without it (a
+    # fixed certificate: `generate` makes a new CA at every render).
+    with_observer = helm_template(*SOURCES["secret"])
+    expect_equal([o for o in with_observer if o not in observer_objects(with_observer)],
+                 helm_template("observe.enabled=false", *SOURCES["secret"]),
+                 "the webhook's objects with and without the observer")
+
+
+@scenario
+def observe_enabled_false_renders_no_observer_object(t):
+    for sets in ((), ("monitoring.enabled=true",), *((s,) for s in SOURCES["cert-manager"][:1])):
+        on = helm_template(*sets)
+        expect(kinds(observer_objects(on)) == sorted(f"{k}/gracehook-observe" for k in OBSERVER_KINDS),
+               f"{sets}: {kinds(observer_objects(on))}")
+        off = helm_template("observe.enabled=false", *sets)
+        leftover = [f"{o['kind']}/{o['metadata']['name']}" for o in off
+                    if "observe" in o["metadata"]["name"] or o in observer_objects(off)
+                    or o["kind"] in ("Role", "RoleBinding")]
+        expect(not leftover, f"observe.enabled=false {sets}: {leftover}")
+        expect(len(off) == len(on) - len(OBSERVER_KINDS), f"{len(off)} objects, {len(on)} with the observer")
+    # The webhook-free mode renders no observer either.
+    expect(not observer_objects(helm_template("policy.enabled=true")), "an observer in policy mode")
+
+
+@scenario
+def observer_values_reach_the_objects(t):
+    objects = helm_template("observe.replicas=3", "observe.leaseDuration=30s", "observe.resources.limits.memory=1Gi",
+                            "observe.priorityClassName=platform-low", "observe.extraEnv[0].name=GRACEHOOK_MAX_OWNERS",
+                            "observe.extraEnv[0].value=1000", "logFormat=text", "image.tag=9.9.9",
+                            "observe.podAnnotations.team=platform", "nodeSelector.pool=system",
+                            release="web", namespace="hooks")
+    deploy = find(objects, "Deployment", "web-gracehook-observe")
+    pod = deploy["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    expect(deploy["spec"]["replicas"] == 3 and deploy["metadata"]["namespace"] == "hooks", deploy["metadata"])
+    expect(container["args"] == ["observe"] and container["image"] == "ghcr.io/gracehook/gracehook:9.9.9", container)
+    expect(env["GRACEHOOK_LEASE_DURATION"]["value"] == "30s" and env["GRACEHOOK_LOG_FORMAT"]["value"] == "text"
+           and env["GRACEHOOK_MAX_OWNERS"]["value"] == "1000", env)
+    expect(container["resources"]["limits"]["memory"] == "1Gi", container["resources"])
+    expect(pod["priorityClassName"] == "platform-low" and pod["nodeSelector"] == {"pool": "system"}, pod)
+    expect(deploy["spec"]["template"]["metadata"]["annotations"]["team"] == "platform", deploy["spec"]["template"])
+    # The Lease: in the pod's namespace, named as the Role allows, held by the pod's name.
+    lease = env["GRACEHOOK_LEASE_NAME"]["value"]
+    expect(lease == "web-gracehook-observe", lease)
+    expect(env["GRACEHOOK_LEASE_NAMESPACE"].get("valueFrom") == {"fieldRef": {"fieldPath": "metadata.namespace"}}, env)
+    expect(env["GRACEHOOK_IDENTITY"].get("valueFrom") == {"fieldRef": {"fieldPath": "metadata.name"}}, env)
+    role = find(objects, "Role", "web-gracehook-observe")
+    expect(role["metadata"]["namespace"] == "hooks", role["metadata"])
+    expect([r.get("resourceNames") for r in role["rules"]] == [[lease], None], role["rules"])
+    sa = pod["serviceAccountName"]
+    for kind in ("RoleBinding", "ClusterRoleBinding"):
+        binding = find(objects, kind, "web-gracehook-observe")
+        expect(binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": "hooks"}], binding)
+    expect(sa == "web-gracehook-observe" and sa != webhook_deployment(objects)["spec"]["template"]["spec"]["serviceAccountName"],
+           "the observer shares the webhook's ServiceAccount")
+    # No class by default, unlike the webhook.
+    default = find(helm_template(), "Deployment", "gracehook-observe")["spec"]["template"]["spec"]
+    expect("priorityClassName" not in default, default.get("priorityClassName"))
+
+
+@scenario
+def the_observer_network_policy_opens_metrics_to_prometheus_and_egress_to_the_api_server_ports(t):
+    objects = helm_template()
+    policy = find(objects, "NetworkPolicy", "gracehook-observe")
+    observer = find(objects, "Deployment", "gracehook-observe")["spec"]["template"]["metadata"]["labels"]
+    webhook = webhook_deployment(objects)["spec"]["template"]["metadata"]["labels"]
+    expect(selects(policy["spec"]["podSelector"], observer) and not selects(policy["spec"]["podSelector"], webhook),
+           policy["spec"]["podSelector"])
+    expect(not selects(find(objects, "NetworkPolicy", "gracehook")["spec"]["podSelector"], observer),
+           "the webhook's policy selects the observer")
+    expect(policy["spec"]["policyTypes"] == ["Ingress", "Egress"], policy["spec"])
+    expect(len(policy["spec"]["ingress"]) == 1, policy["spec"]["ingress"])
+    expect(ingress_rule(policy, 9090)["from"] == [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "monitoring"}}}], policy["spec"]["ingress"])
+    expect(policy["spec"]["egress"] == [{"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]}],
+           policy["spec"]["egress"])
+    ports = find(objects, "Deployment", "gracehook-observe")["spec"]["template"]["spec"]["containers"][0]["ports"]
+    expect(ports == [{"name": "metrics", "containerPort": 9090, "protocol": "TCP"}], ports)
+    # The metrics peers are the webhook's; egress [] leaves egress open; off with networkPolicy.enabled.
+    narrow = find(helm_template("networkPolicy.metrics.from[0].namespaceSelector.matchLabels.team=observability",
+                                "observe.networkPolicy.egress=null"), "NetworkPolicy", "gracehook-observe")
+    expect(ingress_rule(narrow, 9090)["from"] == [{"namespaceSelector": {"matchLabels": {"team": "observability"}}}],
+           narrow["spec"])
+    expect(narrow["spec"]["policyTypes"] == ["Ingress"] and "egress" not in narrow["spec"], narrow["spec"])
+    off = helm_template("networkPolicy.enabled=false")
+    expect("NetworkPolicy" not in [o["kind"] for o in off], kinds(off))

@@ -60,3 +60,26 @@ for the webhook configuration's service reference, <service>.<namespace>.svc. */
 {{- required "clientCA.key (the key holding the CA bundle) is required" .Values.clientCA.key | ne "" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The observer's objects (observe.enabled): <fullname>-observe, which is
+also its Lease's name. */}}
+{{- define "gracehook.observeName" -}}
+{{- printf "%s-observe" (include "gracehook.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels of the observer's objects: app.kubernetes.io/name gracehook-observe,
+so that the ServiceMonitor names its job `gracehook-observe` and the
+webhook's selectors (job="gracehook", its pods) never include it. */}}
+{{- define "gracehook.observeLabels" -}}
+app.kubernetes.io/name: gracehook-observe
+app.kubernetes.io/part-of: gracehook
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{/* The observer's pods, as manifests/observe selects them. */}}
+{{- define "gracehook.observeSelectorLabels" -}}
+app.kubernetes.io/name: gracehook-observe
+{{- end -}}
