@@ -195,6 +195,33 @@ impl Termination {
         })
     }
 
+    /// This termination (as last seen while it ran) updated with a later
+    /// object of the same pod. The kubelet's final delete, and any forced
+    /// one, rewrites the deletion with grace 0: the deletion time and grace
+    /// period stay those the pod drained under, and the phase the one it had
+    /// when first seen terminating; the containers' exits are the newest
+    /// that say anything.
+    pub fn ended_as(self, later: Termination) -> Termination {
+        let regraced = later.grace == 0 && self.grace > 0;
+        let exits = |t: &Termination| t.containers.iter().filter(|c| c.exit.is_some()).count();
+        let containers = if exits(&later) >= exits(&self) {
+            later.containers
+        } else {
+            self.containers
+        };
+        Termination {
+            deleted_at: if regraced {
+                self.deleted_at
+            } else {
+                later.deleted_at
+            },
+            grace: if regraced { self.grace } else { later.grace },
+            phase_at_deletion: self.phase_at_deletion,
+            containers,
+            ..later
+        }
+    }
+
     /// When the grace period runs out.
     pub fn expiry(&self) -> i64 {
         self.deleted_at + self.grace

@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::routing::get;
 use futures_util::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
 use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -35,6 +36,9 @@ const TICK: Duration = Duration::from_secs(2);
 /// How long a leader renews before its Lease would run out.
 const LEASE_RENEW_BEFORE: u64 = 5;
 
+/// How often a standby looks whether the Lease was released.
+const STANDBY_CHECK: Duration = Duration::from_secs(1);
+
 /// How long shutdown waits for the Lease's release.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -52,33 +56,31 @@ pub async fn run(args: &ObserveArgs) -> Result<(), ObserveError> {
     let mut signals = Signals::install()?;
     let identity = args.identity();
 
-    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
-        .await
-        .map_err(|source| ObserveError::Bind {
-            addr: args.metrics_listen,
-            source,
-        })?;
-    let ops = Arc::new(OpsState {
-        metrics: metrics.clone(),
-        ready: AtomicBool::new(true),
-    });
-    let (stop_ops, ops_stopped) = watch::channel(false);
-    let ops_task = tokio::spawn(serve_ops(
-        listener,
-        ops_router(ops.clone()),
-        stopped(ops_stopped),
-    ));
+    let ops = Ops::start(args, metrics.clone()).await?;
 
     let manager = lease(client.clone(), args, &identity).await?;
-    let (mut leader, lease_task) = manager.watch().await;
+    let (mut leader, mut lease_task) = manager.watch().await;
     tracing::info!(%identity, lease = %format!("{}/{}", args.lease_namespace, args.lease_name), metrics = %args.metrics_listen, "observer started; waiting for the Lease");
 
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &args.lease_namespace);
+    let mut standby = tokio::time::interval(STANDBY_CHECK);
     let mut observing: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)> = None;
     loop {
         tokio::select! {
             signal = signals.next() => {
                 tracing::info!(signal, "shutting down: deciding what is pending, then releasing the Lease");
                 break;
+            }
+            _ = standby.tick(), if observing.is_none() => {
+                // kube-lease-manager's candidate sleeps until the holder's
+                // Lease would expire, even when the holder released it on
+                // its way out; a released Lease is taken at once instead.
+                if released(&leases, &args.lease_name).await {
+                    tracing::info!(%identity, "the Lease was released: standing again at once");
+                    drop(leader);
+                    lease_task.abort();
+                    (leader, lease_task) = lease(client.clone(), args, &identity).await?.watch().await;
+                }
             }
             changed = leader.changed() => {
                 if changed.is_err() {
@@ -100,7 +102,7 @@ pub async fn run(args: &ObserveArgs) -> Result<(), ObserveError> {
             }
         }
     }
-    ops.ready.store(false, Ordering::SeqCst);
+    ops.state.ready.store(false, Ordering::SeqCst);
     if let Some((stop, task)) = observing.take() {
         let _ = stop.send(true);
         let _ = task.await;
@@ -109,9 +111,53 @@ pub async fn run(args: &ObserveArgs) -> Result<(), ObserveError> {
     // Dropping the receiver makes the election task release the Lease.
     drop(leader);
     release(lease_task).await;
-    let _ = stop_ops.send(true);
-    let _ = ops_task.await;
+    ops.stop().await;
     Ok(())
+}
+
+/// The operations port's server.
+struct Ops {
+    state: Arc<OpsState>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Ops {
+    async fn start(args: &ObserveArgs, metrics: Arc<ObserveMetrics>) -> Result<Ops, ObserveError> {
+        let listener = tokio::net::TcpListener::bind(args.metrics_listen)
+            .await
+            .map_err(|source| ObserveError::Bind {
+                addr: args.metrics_listen,
+                source,
+            })?;
+        let state = Arc::new(OpsState {
+            metrics,
+            ready: AtomicBool::new(true),
+        });
+        let (stop, stopped_rx) = watch::channel(false);
+        let task = tokio::spawn(serve_ops(
+            listener,
+            ops_router(state.clone()),
+            stopped(stopped_rx),
+        ));
+        Ok(Ops { state, stop, task })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Whether the Lease exists with no holder: its last holder let it go.
+async fn released(leases: &Api<Lease>, name: &str) -> bool {
+    match leases.get_opt(name).await {
+        Ok(Some(lease)) => lease
+            .spec
+            .and_then(|s| s.holder_identity)
+            .is_none_or(|holder| holder.is_empty()),
+        _ => false,
+    }
 }
 
 /// This replica's candidacy for the Lease (created when missing).
@@ -179,11 +225,15 @@ async fn observe(
             () = &mut stop => break,
             Some(event) = pods.next() => match event {
                 Ok(event) => {
+                    let listed = matches!(event, watcher::Event::InitDone);
                     if let Some((pod, error)) = tracker.pod_event(event, Instant::now()) {
                         tracing::warn!(%pod, %error, "skipped a pod gracehook patched");
                         if let Some(reason) = error.skip_reason() {
                             metrics.skipped(reason);
                         }
+                    }
+                    if listed {
+                        tracing::info!(terminating = tracker.terminating(), "pods listed; following the terminations");
                     }
                 }
                 Err(error) => tracing::warn!(%error, "pod watch failed; it restarts with a relist"),

@@ -40,6 +40,7 @@ pub struct Tracker {
     relisted: Option<HashSet<String>>,
     pending: VecDeque<(Instant, Termination)>,
     decided: Remembered,
+    skipped: Remembered,
     failures: HashMap<String, Vec<HookFailure>>,
     failure_order: VecDeque<String>,
 }
@@ -54,14 +55,31 @@ impl Tracker {
             relisted: None,
             pending: VecDeque::new(),
             decided: Remembered::default(),
+            skipped: Remembered::default(),
             failures: HashMap::new(),
             failure_order: VecDeque::new(),
         }
     }
 
     /// One event of the pod watch. Returns why a patched pod could not be
-    /// read, for the log and the skipped metric.
+    /// read, for the log and the skipped metric: once per pod.
     pub fn pod_event(&mut self, event: Event<Pod>, now: Instant) -> Option<(String, FactsError)> {
+        let uid = match &event {
+            Event::Apply(pod) | Event::InitApply(pod) | Event::Delete(pod) => {
+                pod.metadata.uid.clone()
+            }
+            Event::Init | Event::InitDone => None,
+        };
+        let skipped = self.follow(event, now)?;
+        let uid = uid.unwrap_or_default();
+        if self.skipped.contains(&uid) {
+            return None;
+        }
+        self.skipped.insert(uid);
+        Some(skipped)
+    }
+
+    fn follow(&mut self, event: Event<Pod>, now: Instant) -> Option<(String, FactsError)> {
         match event {
             Event::Init => {
                 self.relisted = Some(HashSet::new());
@@ -97,10 +115,11 @@ impl Tracker {
                     return None;
                 }
                 match Termination::from_pod(&pod) {
-                    Ok(mut t) => {
-                        if let Some(tracked) = tracked {
-                            t.phase_at_deletion = tracked.phase_at_deletion;
-                        }
+                    Ok(t) => {
+                        let t = match tracked {
+                            Some(tracked) => tracked.ended_as(t),
+                            None => t,
+                        };
                         self.schedule(t, now);
                         None
                     }
@@ -126,8 +145,8 @@ impl Tracker {
                 if self.decided.contains(&t.uid) {
                     return None;
                 }
-                if let Some(first) = self.terminating.get(&t.uid) {
-                    t.phase_at_deletion = first.phase_at_deletion.clone();
+                if let Some(seen) = self.terminating.remove(&t.uid) {
+                    t = seen.ended_as(t);
                 }
                 self.terminating.insert(t.uid.clone(), t);
                 None
@@ -288,11 +307,16 @@ mod tests {
         assert_eq!(tracker.terminating(), 0);
         tracker.pod_event(Event::Apply(pod("a", true, false)), now);
         assert_eq!(tracker.terminating(), 1);
-        tracker.pod_event(Event::Delete(pod("a", true, true)), now);
+        // The kubelet's final delete (grace 0) ends the object.
+        let mut last = pod("a", true, true);
+        last.metadata.deletion_grace_period_seconds = Some(0);
+        tracker.pod_event(Event::Delete(last), now);
         assert!(tracker.due(now).is_empty());
         let ended = tracker.due(now + Duration::from_secs(5));
         assert_eq!(ended.len(), 1);
-        assert!(ended[0].termination.containers[0].exit.is_some());
+        let t = &ended[0].termination;
+        assert!(t.containers[0].exit.is_some());
+        assert_eq!(t.grace, 10);
         // The same delete again (a replayed event) counts nothing.
         tracker.pod_event(Event::Delete(pod("a", true, true)), now);
         assert!(tracker.due(now + Duration::from_secs(60)).is_empty());
@@ -340,8 +364,10 @@ mod tests {
             .unwrap()
             .insert("gracehook.io/status".into(), "{oops".into());
         let mut tracker = Tracker::new(Duration::ZERO);
-        let skipped = tracker.pod_event(Event::Apply(bad), Instant::now());
+        let skipped = tracker.pod_event(Event::Apply(bad.clone()), Instant::now());
         assert!(matches!(skipped, Some((_, FactsError::MalformedStatus(_)))));
+        // Once per pod, however often it changes.
+        assert_eq!(tracker.pod_event(Event::Delete(bad), Instant::now()), None);
         assert_eq!(tracker.terminating(), 0);
     }
 }

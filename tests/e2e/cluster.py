@@ -85,7 +85,7 @@ class Cluster(Processes):
 
         self.api_port = free_port()
         self.audit_log = f"{d}/audit.log"
-        self.spawn("kube-apiserver", [
+        self.apiserver_args = [
             f"{self.bin}/kube-apiserver",
             f"--etcd-servers=http://127.0.0.1:{etcd_port}",
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
@@ -106,7 +106,8 @@ class Cluster(Processes):
             f"--audit-policy-file={d}/audit-policy.yaml", f"--audit-log-path={self.audit_log}",
             "--audit-log-mode=blocking",
             "--v=1",
-        ])
+        ]
+        self.spawn("kube-apiserver", self.apiserver_args)
         with open(self.env["KUBECONFIG"], "w") as f:
             ca = base64.b64encode(open(f"{d}/apiserver/ca.crt", "rb").read()).decode()
             f.write(json.dumps({
@@ -117,11 +118,7 @@ class Cluster(Processes):
                 "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "e2e"}}],
             }))
 
-        def ready():
-            if self.procs["kube-apiserver"].poll() is not None:
-                raise SystemExit("kube-apiserver exited:\n" + self.tail("kube-apiserver"))
-            return self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0
-        wait_for("kube-apiserver /readyz", ready, timeout=120, interval=0.5)
+        self.wait_apiserver_ready()
         wait_for("the default namespaces", lambda: self.kubectl(
             "get", "namespace", "kube-system", check=False).returncode == 0)
         version = json.loads(self.kubectl("get", "--raw", "/version").stdout)["gitVersion"]
@@ -145,6 +142,20 @@ class Cluster(Processes):
         self.register(self.webhook_port, self.metrics_port)
 
     # Webhook certificates laid out as the kubelet mounts a Secret.
+    def wait_apiserver_ready(self):
+        def ready():
+            if self.procs["kube-apiserver"].poll() is not None:
+                raise SystemExit("kube-apiserver exited:\n" + self.tail("kube-apiserver"))
+            return self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0
+        wait_for("kube-apiserver /readyz", ready, timeout=120, interval=0.5)
+
+    def restart_apiserver(self):
+        """Stops kube-apiserver and starts it again with the same flags: every
+        watch breaks, and resumes against a fresh watch cache."""
+        self.stop("kube-apiserver", timeout=30)
+        self.spawn("kube-apiserver", self.apiserver_args)
+        self.wait_apiserver_ready()
+
     def publish_cert(self, version, source):
         target = os.path.join(self.webhook_dir, f"..{version}")
         os.makedirs(target, exist_ok=True)
