@@ -89,15 +89,19 @@ def value(c, metric, **labels):
     return total
 
 
-def selectors(prefix):
+def selectors(prefix, jobs=(None, "gracehook")):
     """The series selectors of the alert rules for metrics starting with
-    `prefix`: [(metric, [(label, op, value)])], `job` left out (Prometheus
-    adds it)."""
+    `prefix` and scraped by one of `jobs` (None: no job selected; the
+    observer's job is "gracehook-observe"): [(metric, [(label, op, value)])],
+    `job` left out (Prometheus adds it)."""
     text = open(RULES).read()
     found = []
     for metric, body in re.findall(r"\b(" + prefix + r"\w*)\{([^}]*)\}", text):
-        matchers = [(k, op, v) for k, op, v in re.findall(r'(\w+)\s*(=~|!=|!~|=)\s*"([^"]*)"', body) if k != "job"]
-        found.append((metric, matchers))
+        matchers = re.findall(r'(\w+)\s*(=~|!=|!~|=)\s*"([^"]*)"', body)
+        job = next((v for k, _, v in matchers if k == "job"), None)
+        if job not in jobs:
+            continue
+        found.append((metric, [(k, op, v) for k, op, v in matchers if k != "job"]))
     return found
 
 
