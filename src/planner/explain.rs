@@ -5,6 +5,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::hook::{Hook, HookAction};
 use super::plan::{ContainerPlan, Decision, Plan};
+use super::self_exit;
 
 /// The termination timeline of `pod` as gracehook would leave it.
 pub fn timeline(object: &str, pod: &Pod, decision: &Decision) -> String {
@@ -76,11 +77,25 @@ fn container_events(
             command: Some((command, _)),
             ..
         } => {
-            events.push((d, format!("{name}: {command}")));
-            events.push((needed, format!("{name}: SIGTERM (preStop done)")));
-            notes.push(format!(
-                "{name} may exit by itself once its drain command has let the requests in flight finish; its preStop then ends with it, without error"
-            ));
+            if self_exit::exits_by_itself(command) {
+                events.push((
+                    d,
+                    format!(
+                        "{name}: {command} (the server finishes its requests, then exits by itself)"
+                    ),
+                ));
+                events.push((
+                    needed,
+                    format!("{name}: SIGTERM (preStop done), if still running"),
+                ));
+                notes.push(self_exit::note(name));
+            } else {
+                events.push((d, format!("{name}: {command}")));
+                events.push((needed, format!("{name}: SIGTERM (preStop done)")));
+                notes.push(format!(
+                    "{name} may exit by itself once its drain command has let the requests in flight finish; if its PID 1 just exits, its preStop is killed with it and the kubelet records FailedPreStopHook for a drain that worked"
+                ));
+            }
         }
         Hook::Shell { command: None, .. } | Hook::Sleep { .. } => {
             events.push((d, format!("{name}: SIGTERM (preStop done)")));

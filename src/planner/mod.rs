@@ -5,7 +5,8 @@
 //! - inputs: [`duration`] (Go-style durations), [`annotations`] (the
 //!   `gracehook.io/*` keys), [`settings`] (the operator's flags);
 //! - the decision: [`mod@plan`], with the grace-period formula in [`grace`] and
-//!   the hooks in [`hook`];
+//!   the hooks in [`hook`] (and the drain commands that end their server,
+//!   [`self_exit`]);
 //! - renderings: [`patch`] (RFC 6902 for the API server), [`summary`]
 //!   (warning sentences), [`explain`] (a termination timeline), and
 //!   [`offline`] (the plan applied offline to YAML/JSON manifests, for
@@ -19,6 +20,7 @@ pub mod hook;
 pub mod offline;
 pub mod patch;
 pub mod plan;
+pub mod self_exit;
 pub mod settings;
 pub mod summary;
 

@@ -2,7 +2,9 @@
 //! enforce-mode warnings. Kubernetes truncates warnings over 256 characters and
 //! kubectl prints them on one line, so every sentence is kept short.
 
+use super::hook::Hook;
 use super::plan::{Plan, Skip};
+use super::self_exit;
 
 /// The budget for the audit warning (`docs/admission.md`, "Audit mode").
 pub const AUDIT_WARNING_MAX: usize = 200;
@@ -65,7 +67,22 @@ pub fn audit_invalid(error: &dyn std::fmt::Display) -> String {
     truncate(&format!("{AUDIT_PREFIX}{error}"), AUDIT_WARNING_MAX)
 }
 
-/// The enforce-mode warnings: a raised grace period, and the plan's notes.
+/// The enforce-mode notes on drain commands that end their server
+/// ([`self_exit`]), in container order: for whoever applies the pod, not
+/// for the audit summary, which says what would change.
+pub fn self_exit_notes(plan: &Plan) -> Vec<String> {
+    plan.containers
+        .iter()
+        .filter(|c| {
+            matches!(c.action.hook(), Some(Hook::Shell { command: Some((command, _)), .. })
+                if self_exit::exits_by_itself(command))
+        })
+        .map(|c| self_exit::note(&c.name))
+        .collect()
+}
+
+/// The enforce-mode warnings: a raised grace period, the plan's notes, and
+/// [`self_exit_notes`].
 pub fn enforce_warnings(plan: &Plan) -> Vec<String> {
     let raised = match (plan.current_grace, plan.new_grace()) {
         (Some(current), Some(new)) => Some(format!(
@@ -77,6 +94,7 @@ pub fn enforce_warnings(plan: &Plan) -> Vec<String> {
     raised
         .iter()
         .chain(&plan.notes)
+        .chain(&self_exit_notes(plan))
         .map(|n| truncate(&format!("{ENFORCE_PREFIX}{n}"), WARNING_MAX))
         .collect()
 }

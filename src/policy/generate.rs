@@ -90,7 +90,7 @@ pub fn generate(options: &Options) -> Policies {
         selection: selection.clone(),
     });
     let mut notes_variables = core;
-    notes_variables.push(sentences::notes());
+    notes_variables.push(sentences::notes(true));
     notes_variables.extend(sentences::enforce_notes());
     let notes = validating::validating(Parts {
         name: NOTES,
@@ -115,7 +115,7 @@ pub fn generate(options: &Options) -> Policies {
 /// invalid, and the sentence in the audit log.
 fn audit(options: &Options, core: &[Variable]) -> Validating {
     let mut variables = core.to_vec();
-    variables.push(sentences::notes());
+    variables.push(sentences::notes(false));
     variables.extend(sentences::would_change());
     variables.extend(sentences::audit_warning());
     // Enforce namespaces too: their pods may downgrade themselves, and in

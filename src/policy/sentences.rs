@@ -8,6 +8,7 @@ use k8s_openapi::api::admissionregistration::v1::Variable;
 use super::cel;
 use super::inputs::{has, var};
 use crate::planner::annotations as ann;
+use crate::planner::self_exit;
 use crate::planner::summary::{AUDIT_PREFIX, AUDIT_WARNING_MAX, ENFORCE_PREFIX, WARNING_MAX};
 
 /// The pod-level keys `annotations::unknown_keys` knows.
@@ -31,8 +32,10 @@ const PER_CONTAINER: [&str; 4] = [
 
 /// The notes, in the planner's order: unknown keys (sorted, as a BTreeMap
 /// holds them), `gracehook.io/containers` names it cannot select, then per
-/// container a Windows command not run and a hook of its own kept.
-pub(super) fn notes() -> Variable {
+/// container a Windows command not run and a hook of its own kept; and with
+/// `with_self_exit` (enforce mode), last, the drain commands that end their
+/// server (`summary::self_exit_notes`).
+pub(super) fn notes(with_self_exit: bool) -> Variable {
     let per_container = PER_CONTAINER
         .iter()
         .map(|key| format!("{} + c.name", cel::string(&format!("{key}."))))
@@ -48,7 +51,19 @@ pub(super) fn notes() -> Variable {
         has(&list)
     );
     let containers = "variables.plan.map(p, [variables.windows && p.command != '' ? 'container ' + p.name + ' runs on Windows, which has no sh: its drain command is not run' + (p.delay > 0 ? ', only the delay' : '') : '', p.kept ? 'container ' + p.name + ' already has a preStop hook; kept it unchanged' : '']).flatten().filter(n, n != '')";
-    var("notes", format!("{unknown} + {missing} + {containers}"))
+    let self_exiting = if with_self_exit {
+        format!(
+            " + variables.plan.filter(p, !variables.windows && !p.kept && p.command != '' && p.command.matches({})).map(p, 'container ' + p.name + {})",
+            cel::string(self_exit::SELF_EXITING),
+            cel::string(self_exit::NOTE)
+        )
+    } else {
+        String::new()
+    };
+    var(
+        "notes",
+        format!("{unknown} + {missing} + {containers}{self_exiting}"),
+    )
 }
 
 /// `would set terminationGracePeriodSeconds 30 -> 40 and add preStop (...)

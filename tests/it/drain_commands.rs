@@ -10,6 +10,7 @@ use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use gracehook::planner::annotations::{CLOSED_QUOTING, quoting_closed};
+use gracehook::planner::self_exit::{SELF_EXITING, exits_by_itself};
 use gracehook::planner::{Hook, PlanError};
 use proptest::prelude::*;
 use serde_json::json;
@@ -176,6 +177,14 @@ fn a_command_with_open_quoting_is_refused_naming_the_annotation() {
 proptest! {
     /// The webhook's check and the admission policies' RE2 (run here by the
     /// regex crate, whose syntax RE2's is for this pattern) agree.
+    #[test]
+    fn the_self_exit_check_and_its_regex_agree(
+        command in "( |\t|\n|/usr/sbin/|nginx|apachectl|apache2ctl|httpd|kill|-k|-s|-c|x|quit|graceful-stop|graceful|-QUIT|-SIGWINCH|QUIT|-3|-28|1|7){0,6}"
+    ) {
+        let re = regex::Regex::new(SELF_EXITING).unwrap();
+        prop_assert_eq!(exits_by_itself(&command), re.is_match(&command), "{:?}", command);
+    }
+
     #[test]
     fn the_check_and_its_regex_agree(command in "[a '\"\\\\#\n;]{0,12}") {
         let re = regex::Regex::new(CLOSED_QUOTING).unwrap();
