@@ -246,6 +246,14 @@ mod documented_flags {
     }
 
     #[test]
+    fn observer_flags_table_matches_the_parser() {
+        let cli = Cli::command();
+        let observe = cli.find_subcommand("observe").unwrap();
+        let own = observe.get_arguments().filter(|a| !a.is_global_set());
+        assert_eq!(table("Observer flags"), parsed(own));
+    }
+
+    #[test]
     fn global_flags_table_matches_the_parser() {
         let cli = Cli::command();
         let global = cli.get_arguments().filter(|a| a.is_global_set());
