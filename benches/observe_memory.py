@@ -76,7 +76,8 @@ def observe(c, binary, name):
     """Starts an observer and waits until it has listed every pod."""
     port = free_port()
     proc = c.spawn(name, [binary, "observe", "--metrics-listen", f"127.0.0.1:{port}", "--identity", name,
-                          "--lease-namespace", "gracehook-system", "--lease-duration", "4s", "--log-format", "json"])
+                          "--lease-namespace", "gracehook-system", "--lease-duration", "4s", "--log-format", "json"],
+                   env=c.env)
     log_path = os.path.join(c.dir, f"{name}.log")
     started = time.time()
     wait_for(f"{name} to list the pods", lambda: "pods listed" in open(log_path).read(), timeout=300, interval=0.2)

@@ -369,3 +369,84 @@ def observer_watch_survives_an_api_server_restart_without_double_counting(c):
     log(f"kube-apiserver restarted: {lead} listed again; the kill before it counted once, the pod that ended "
         f"while the watch was down once ({gap_outcome}), the drain after it once (clean)")
     c.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def bulk_terminations(c, ns, owner, count, after=3):
+    """`count` patched pods created, deleted, reported exited 0 `after` s
+    after their deletion and removed, as `terminate` does, over one
+    keep-alive connection (a rollout's worth of kubectl calls would take
+    minutes)."""
+    conn, headers = c.api()
+    merge = dict(headers, **{"Content-Type": "application/merge-patch+json"})
+
+    def call(method, path, body, hdrs=headers):
+        conn.request(method, path, body=json.dumps(body), headers=hdrs)
+        response = conn.getresponse()
+        data = response.read()
+        expect(response.status < 300, f"{method} {path}: {response.status} {data[:200]!r}")
+        return json.loads(data)
+    base = f"/api/v1/namespaces/{ns}/pods"
+    for i in range(count):
+        name = f"web-bulk-{i:04d}"
+        call("POST", base, {"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": name, "ownerReferences": [owner], "annotations": {"gracehook.io/status": STATUS}},
+            "spec": {"nodeName": "ghost", "terminationGracePeriodSeconds": 10, "containers": [
+                {"name": "web", "image": "nginx", "lifecycle": {"preStop": HOOK}}]}})
+        deleted = call("DELETE", f"{base}/{name}", {})
+        expiry = calendar.timegm(time.strptime(deleted["metadata"]["deletionTimestamp"], "%Y-%m-%dT%H:%M:%SZ"))
+        call("PATCH", f"{base}/{name}/status", {"status": {"containerStatuses": [{
+            "name": "web", "image": "nginx", "imageID": "", "ready": False, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": rfc3339(expiry - 70),
+                                     "finishedAt": rfc3339(expiry - 10 + after)}}}]}}, merge)
+        call("DELETE", f"{base}/{name}", {"gracePeriodSeconds": 0})
+    conn.close()
+
+
+@scenario
+def observer_writes_one_event_series_for_a_500_pod_rollout(c):
+    lead = observers(c)
+    ns = c.namespace("storm")
+    owner = workload(c, ns, "web")
+    started = time.time()
+    bulk_terminations(c, ns, owner, 500)
+    played = time.time() - started
+    report = wait_for("drains to show the 500", lambda: (drains_report(c, ns).get("web") or {}).get(
+        "terminations") == 500 and drains_report(c, ns)["web"], timeout=60, interval=1)
+    expect(report["outcomes"]["clean"] == 500, report)
+    events = observer_events(c, ns)
+    expect(len(events) == 1 and events[0]["reason"] == "DrainClean", [(e["reason"], e.get("count")) for e in events])
+    count = (events[0].get("series") or {}).get("count") or events[0].get("count")
+    expect(count == 500, events[0])
+    log(f"500 terminations in {played:.0f}s: one DrainClean Event on deployment/web, count {count}; "
+        f"{lead} counted {terminations(_state['observers'][lead], namespace=ns)}")
+    c.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+@scenario
+def observer_logs_and_skips_what_it_cannot_use_and_keeps_running(c):
+    lead = observers(c)
+    port = _state["observers"][lead]
+    ns = c.namespace("bad-input")
+    # An owner that no longer exists: the ReplicaSet stands for itself.
+    ghost_rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-gone",
+                "uid": "00000000-0000-0000-0000-000000000001", "controller": True}
+    running_pod(c, ns, "orphan", ghost_rs)
+    terminate(c, ns, "orphan", 0, 4)
+    wait_for("the orphan counted under its ReplicaSet", lambda: terminations(
+        port, namespace=ns, owner_kind="ReplicaSet", owner="web-gone", outcome="clean") == 1, timeout=20,
+        interval=0.3)
+    # An Event the API refuses: its namespace is being deleted (no namespace
+    # controller runs here, so it stays Terminating with the pod in it).
+    owner = workload(c, ns, "web")
+    running_pod(c, ns, "last", owner)
+    last = begin_deletion(c, ns, "last")
+    errors = lambda: scrape(port).get(("gracehook_observer_event_errors_total", frozenset()), 0)  # noqa: E731
+    before = errors()
+    c.kubectl("delete", "namespace", ns, "--wait=false")
+    finish(c, ns, "last", *last, 0, 4)
+    wait_for("the refused Event counted", lambda: errors() > before, timeout=20, interval=0.3)
+    expect(terminations(port, namespace=ns, owner="web", outcome="clean") == 1, "the termination was not counted")
+    expect("the API refused the drain Event" in open(os.path.join(c.dir, f"{lead}.log")).read(), "not logged")
+    c.check_running()
+    log(f"{lead}: an orphan counted under its ReplicaSet, an Event refused in a terminating namespace "
+        f"({errors() - before:.0f} error), still leading")
