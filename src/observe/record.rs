@@ -1,7 +1,8 @@
 //! What the observer writes where people look: one Event per workload and
 //! outcome (`events.k8s.io/v1`, on the Deployment, StatefulSet, ...), kept
-//! as a series — its count, its latest pod's sentence as the note — so a
-//! 500-pod rollout makes one Event per outcome, not 500. The annotation
+//! as a series — its count moving, its note the first pod's sentence (the API
+//! keeps a note immutable) — so a 500-pod rollout makes one Event per
+//! outcome, not 500. The annotation
 //! [`RECORD`] carries the numbers `gracehook drains` reads back.
 
 use std::collections::HashMap;
@@ -135,7 +136,7 @@ impl Recorder {
     }
 
     /// Writes every series changed since the last flush: a new Event, or a
-    /// patch of its count, note and numbers.
+    /// patch of its count and numbers.
     pub async fn flush(&mut self, metrics: &ObserveMetrics) {
         let instance = self.instance.clone();
         for series in self.series.values_mut().filter(|s| s.dirty) {
@@ -211,10 +212,12 @@ async fn create(api: &Api<Event>, series: &mut Series, instance: &str) -> Result
     Ok(())
 }
 
+/// The update of a written series. The API server refuses any change to
+/// an Event's note ("field is immutable"): the note stays the first pod's
+/// sentence, and the count and the numbers move.
 fn patch(series: &Series) -> serde_json::Value {
     serde_json::json!({
         "metadata": {"annotations": {RECORD: record_json(&series.record)}},
-        "note": series.note,
         "series": {
             "count": series.record.pods,
             "lastObservedTime": MicroTime(Timestamp::now()),
@@ -263,7 +266,9 @@ pub fn merge(record: &mut DrainRecord, t: &Termination, verdict: &Verdict) {
         .max(verdict.suggested_request_timeout);
 }
 
-/// The note: the latest pod's sentence, then the series so far.
+/// The note, written once when the Event is created: the sentence of the
+/// pod that opened the series, with the series so far when several pods were
+/// decided before the first write.
 pub fn note(sentence: &str, record: &DrainRecord) -> String {
     let mut note = sentence.to_string();
     if record.pods > 1 {
