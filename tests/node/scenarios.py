@@ -920,15 +920,18 @@ def the_seeds_hook_by_hand_drains_but_records_failed_prestop_hooks(c):
     # Issue 27 item 4: the observer calls them what they are.
     seen, n = result["observed"], len(result["terminations"])
     w = seen["workload"]
-    expect(w["outcomes"].get("hook-failed", 0) >= 1 and w["terminations"] == n,
+    expect(w["outcomes"].get("hook-failed", 0) >= 1,
            f"{n} old pods, FailedPreStopHook exits {result['kubelet_hook_exits']}, the observer says "
            f"{drain_outcomes(w)}: {[(d['pod'], d['outcome'], d['message']) for d in seen['decisions']]}")
     failed_pods = {e["pod"] for e in result["failed_prestop_hook_events"]}
     wrong = [(d["pod"], d["outcome"]) for d in seen["decisions"]
              if (d["outcome"] == "hook-failed") != (d["pod"] in failed_pods)]
-    expect(not wrong, f"outcomes that disagree with the pods' FailedPreStopHook events ({sorted(failed_pods)}): "
-                      f"{wrong}")
+    expect(not wrong and len(seen["decisions"]) == n,
+           f"outcomes that disagree with the pods' FailedPreStopHook events ({sorted(failed_pods)}): {wrong}; "
+           f"decided {len(seen['decisions'])} of {n}")
     expect("fix its preStop hook" in (w.get("suggestion") or ""), f"suggestion: {w.get('suggestion')}")
+    expect(w["terminations"] == n, f"{n} old pods decided, but gracehook drains says {drain_outcomes(w)}; "
+                                   f"Event writes the API refused: {seen['refused']}")
 
 
 # -- issue 23: nginx, a server whose PID 1 exits by itself once drained -----
