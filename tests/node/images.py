@@ -19,11 +19,15 @@ fixed mtime.
              dash and coreutils (the preStop hook's `sh` and `sleep`), the
              libraries ldd finds; /index.html, /slow (a static file sent with
              `limit_rate`: about 4 seconds, its last line `end`) and /host.
+- nginx-quit: the nginx image with the Docker official image's `STOPSIGNAL
+             SIGQUIT` (containerd stops it with SIGQUIT, nginx's graceful
+             shutdown, which drains until the grace period's SIGKILL) and
+             /slow16 (the same file at 2.7 kB a second: 16 seconds).
 - gracehook: exactly what the Dockerfile builds: an empty image with the static
              binary at /gracehook, USER 65532:65532, ENTRYPOINT ["/gracehook"],
              CMD ["serve"], ports 8443 and 9090.
 
-pause, web and nginx are cached under the cache directory, keyed by this file, the
+pause, web, nginx and nginx-quit are cached under the cache directory, keyed by this file, the
 C sources and the versions of the Debian packages they copy from.
 
 Standalone: python3 tests/node/images.py OUTDIR [GRACEHOOK_BINARY]
@@ -356,11 +360,21 @@ def slow_body():
     return lines + "end\n"
 
 
-def nginx_tree():
+# nginx-quit's one addition: a request that outlasts a scaled request timeout
+# (6 s) and margin (2 s) with room to spare.
+SLOW16 = """        # About 16 s: the same file at 2.7 kB a second.
+        location = /slow16 {
+            alias /var/www/html/slow;
+            limit_rate 2700;
+        }
+"""
+
+
+def nginx_tree(conf=NGINX_CONF):
     t, elves = base_tree()
     t.copy("/usr/sbin/nginx", "/usr/sbin/nginx")
     elves.append("/usr/sbin/nginx")
-    t.file("etc/nginx/nginx.conf", NGINX_CONF)
+    t.file("etc/nginx/nginx.conf", conf)
     t.copy("/etc/nginx/mime.types", "/etc/nginx/mime.types")
     # The temporary paths compiled in (--http-*-temp-path=/var/lib/nginx/*):
     # nginx creates them at start, under a parent that must exist.
@@ -383,15 +397,15 @@ def cache_key():
 
 
 def build_cached(cache_dir):
-    """pause, web and nginx images, from the cache when their inputs have not changed."""
+    """pause, web, nginx and nginx-quit images, from the cache when their inputs have not changed."""
     key = cache_key()
     out_dir = os.path.join(cache_dir, f"node-images-{key}")
     images = {name: (f"{PREFIX}/{name}:{key}", os.path.join(out_dir, f"{name}.tar"))
-              for name in ("pause", "web", "nginx")}
+              for name in ("pause", "web", "nginx", "nginx-quit")}
     if all(os.path.exists(path) for _, path in images.values()):
         log(f"using cached images in {out_dir}")
         return images
-    log(f"building the pause, web and nginx images into {out_dir}")
+    log(f"building the pause, web, nginx and nginx-quit images into {out_dir}")
     os.makedirs(out_dir, exist_ok=True)
     pause = static_program("pause", out_dir)
     tracer = static_program("tracer", out_dir)
@@ -407,6 +421,12 @@ def build_cached(cache_dir):
                 {"Env": [f"PATH={PATH}"], "Cmd": ["/usr/sbin/nginx"],
                  "ExposedPorts": {"80/tcp": {}}, "WorkingDir": "/"},
                 "Debian nginx " + package_versions().replace("\n", "; "))
+    quit_conf = NGINX_CONF.replace("        location = /slow {", SLOW16 + "        location = /slow {")
+    assert quit_conf != NGINX_CONF
+    oci_archive(images["nginx-quit"][1], images["nginx-quit"][0], nginx_tree(quit_conf),
+                {"Env": [f"PATH={PATH}"], "Cmd": ["/usr/sbin/nginx"], "StopSignal": "SIGQUIT",
+                 "ExposedPorts": {"80/tcp": {}}, "WorkingDir": "/"},
+                "Debian nginx, STOPSIGNAL SIGQUIT " + package_versions().replace("\n", "; "))
     return images
 
 

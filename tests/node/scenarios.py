@@ -31,6 +31,7 @@ class Context:
         self.gracehook = config["gracehook"]
         self.web = config["images"]["web"][0]
         self.nginx = config["images"]["nginx"][0]
+        self.nginx_quit = config["images"]["nginx-quit"][0]
         self.lines = []  # printed at the end, after the teardown
         self.shared = {}
 
@@ -68,6 +69,19 @@ def gracehook_installs_from_its_manifests(c):
                         check=False)
         raise AssertionError(f"gracehook's Deployment did not become available: {rollout.stderr.strip()}\n"
                              f"its log: {(why.stdout + why.stderr).strip()}")
+    # The observer (manifests/observe, which certs/ includes): both replicas
+    # roll out, and one of them holds the Lease.
+    rollout = c.kubectl("-n", "gracehook-system", "rollout", "status", "deploy/gracehook-observe",
+                        "--timeout=90s", timeout=120, check=False)
+    if rollout.returncode != 0:
+        why = c.kubectl("-n", "gracehook-system", "logs", "deploy/gracehook-observe", "--tail=5", check=False)
+        raise AssertionError(f"the observer's Deployment did not become available: {rollout.stderr.strip()}\n"
+                             f"its log: {(why.stdout + why.stderr).strip()}")
+    observers = {p["metadata"]["name"] for p in c.get("pods", "-n", "gracehook-system", "-l", OBSERVER)["items"]}
+    expect(len(observers) == 2, f"observer pods: {sorted(observers)}")
+    leader = wait_for("an observer to hold the Lease gracehook-system/gracehook-observe",
+                      lambda: observer_leader(c) in observers and observer_leader(c), timeout=30, interval=0.5)
+    log(f"observer {leader} holds the Lease gracehook-system/gracehook-observe (of {sorted(observers)})")
     c.namespace("probe", "enforce")
     probe = pod("probe", c.web)
 
@@ -123,6 +137,139 @@ def pods_of(c, namespace, app):
 
 def wait_ready(c, namespace, name, timeout=120):
     c.kubectl("-n", namespace, "rollout", "status", f"deploy/{name}", f"--timeout={timeout}s", timeout=timeout + 20)
+
+
+# -- the drain-outcome observer (docs/observe.md) ---------------------------
+
+WEBHOOK = "app.kubernetes.io/name=gracehook"
+OBSERVER = "app.kubernetes.io/name=gracehook-observe"
+SUGGESTION = re.compile(r"raise gracehook\.io/request-timeout to at least (\d+)s")
+
+
+def observer_leader(c):
+    """The holder of the Lease gracehook-system/gracehook-observe (None: none)."""
+    lease = c.get("lease", "-n", "gracehook-system", "gracehook-observe")
+    return lease.get("spec", {}).get("holderIdentity") or None
+
+
+def observer_counts(c, observer, ns):
+    """`gracehook_terminations_total` of the namespace `ns` on one observer
+    (its /metrics on port 9090, through the API server's pod proxy), summed
+    per outcome; zeros left out."""
+    text = c.kubectl("get", "--raw", f"/api/v1/namespaces/gracehook-system/pods/{observer}:9090/proxy/metrics").stdout
+    counts = {}
+    for m in re.finditer(r"^gracehook_terminations_total\{([^}]*)\}\s+(\S+)$", text, re.M):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        if labels.get("namespace") == ns and float(m.group(2)):
+            counts[labels["outcome"]] = counts.get(labels["outcome"], 0) + int(float(m.group(2)))
+    return counts
+
+
+def drains(c, ns):
+    """`gracehook drains -n ns -o json` with the node's kubeconfig: the workloads."""
+    out = nodelib.sh(c.gracehook, "drains", "--kubeconfig", c.kubeconfig, "-n", ns, "-o", "json", env=c.env,
+                     timeout=60).stdout
+    return json.loads(out)["workloads"]
+
+
+def wait_drains(c, ns, pods, timeout=45):
+    """`gracehook drains` once the observer has counted `pods` terminations in
+    `ns` (it decides a pod 5-9 s after the pod object is gone: its settle
+    time and its 2 s tick), or what it has counted after `timeout`."""
+    try:
+        return wait_for(f"the observer to count {pods} terminations in {ns}", lambda: (
+            lambda report: sum(w["terminations"] for w in report) >= pods and report)(drains(c, ns)),
+            timeout=timeout, interval=1)
+    except AssertionError:
+        return drains(c, ns)
+
+
+def workload(report, name="web"):
+    """The Deployment `name` in a `gracehook drains` report, or an empty record."""
+    return next((w for w in report if w["kind"] == "Deployment" and w["name"] == name),
+                {"terminations": 0, "outcomes": {}, "suggestion": None})
+
+
+def decisions(text, ns):
+    """The observer's log lines of decided pods in `ns` (one JSON object a
+    line: namespace, pod, outcome, the sentence as message)."""
+    found = []
+    for line in text.splitlines():
+        line = line[line.find("{"):] if "{" in line else ""
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        fields = dict(entry, **entry.get("fields", {}))
+        if fields.get("namespace") == ns and fields.get("outcome") and fields.get("pod"):
+            found.append({k: fields.get(k) for k in ("timestamp", "pod", "outcome", "drain_seconds", "grace",
+                                                      "message")})
+    return found
+
+
+REFUSED = "the API refused the drain Event"
+
+
+def refused(text, ns):
+    """The observer's warnings for Event writes in `ns` the API refused."""
+    found = []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line[line.find("{"):])
+        except ValueError:
+            continue
+        if entry.get("message") == REFUSED and entry.get("namespace") == ns:
+            found.append(f"{entry.get('outcome')}: {entry.get('error', '')[:240]}")
+    return found
+
+
+def observer_log(c, observer):
+    return c.kubectl("logs", "-n", "gracehook-system", observer, "--tail=-1", check=False).stdout
+
+
+def drain_outcomes(w):
+    o = w["outcomes"]
+    others = ", ".join(f"{k} {n}" for k, n in sorted(o.items()) if n and k not in ("clean", "killed", "hook-failed"))
+    return (f"clean {o.get('clean', 0)}, killed {o.get('killed', 0)}, hook-failed {o.get('hook-failed', 0)}"
+            + (f", {others}" if others else ""))
+
+
+def observed(c, ns, pods, label):
+    """What the observer made of `pods` terminations in `ns`, read before the
+    namespace (and its Events) goes: `gracehook drains`, the leader's
+    counter and its log lines for the namespace. Prints the outcomes line."""
+    w = workload(wait_drains(c, ns, pods))
+    leader = observer_leader(c)
+    text = observer_log(c, leader) if leader else ""
+    found = {"workload": w, "leader": leader, "metric": observer_counts(c, leader, ns) if leader else {},
+             "decisions": decisions(text, ns), "refused": refused(text, ns)}
+    c.say(f"drain outcomes {label}: {drain_outcomes(w)} (of {pods} old pods; "
+          f"gracehook_terminations_total on the leader {leader}: "
+          f"{', '.join(f'{k} {n}' for k, n in sorted(found['metric'].items())) or 'none'})")
+    for d in found["decisions"]:
+        log(f"  observer: {d['pod']} {d['outcome']}: {d['message']}")
+    for line in found["refused"]:
+        log(f"  observer: {REFUSED}: {line}")
+    return found
+
+
+def expect_all_clean(result):
+    """Every old pod of a rollout counted once, clean, by `gracehook drains`
+    and by the leader's counter."""
+    seen, n = result["observed"], len(result["terminations"])
+    w = seen["workload"]
+    # Each old pod decided once, clean (the leader's log line per pod) ...
+    decided = sorted((d["pod"], d["outcome"]) for d in seen["decisions"])
+    expect(decided == sorted((name, "clean") for name in result["terminations"]),
+           f"the observer decided {[(d['pod'], d['outcome'], d['message']) for d in seen['decisions']]} for the "
+           f"old pods {sorted(result['terminations'])}; their facts: {json.dumps(result['terminations'])}")
+    # ... its counter agrees ...
+    expect(seen["metric"] == {"clean": n}, f"the leader's gracehook_terminations_total: {seen['metric']}, "
+                                           f"not clean {n}")
+    # ... and so do its Events, as `gracehook drains` reads them back.
+    expect(w["terminations"] == n and w["outcomes"].get("clean") == n,
+           f"{n} old pods decided clean, but gracehook drains says {drain_outcomes(w)} ({w['terminations']} "
+           f"counted); Event writes the API refused: {seen['refused']}")
 
 
 # -- scenarios -------------------------------------------------------------
@@ -479,7 +626,8 @@ def gracehook_rollout_mutates_every_pod(c):
             with lock:
                 (created if result.returncode == 0 else errors).append(
                     name if result.returncode == 0 else result.stderr.strip())
-    before = {p["metadata"]["name"] for p in c.get("pods", "-n", "gracehook-system")["items"]}
+    # The webhook's pods only: the observer's (gracehook-observe) stay.
+    before = {p["metadata"]["name"] for p in c.get("pods", "-n", "gracehook-system", "-l", WEBHOOK)["items"]}
     creators = [threading.Thread(target=create_pods, args=(first,), daemon=True) for first in (0, 500)]
     for creator in creators:
         creator.start()
@@ -489,7 +637,8 @@ def gracehook_rollout_mutates_every_pod(c):
     c.kubectl("-n", "gracehook-system", "rollout", "status", "deploy/gracehook", "--timeout=180s", timeout=200)
     rolled = time.time() - started
     wait_for("the old gracehook pods gone", lambda: not before & {
-        p["metadata"]["name"] for p in c.get("pods", "-n", "gracehook-system")["items"]}, timeout=90, interval=0.5)
+        p["metadata"]["name"] for p in c.get("pods", "-n", "gracehook-system", "-l", WEBHOOK)["items"]},
+        timeout=90, interval=0.5)
     gone = time.time() - started
     time.sleep(2)
     stop.set()
@@ -643,11 +792,12 @@ def describe_terminations(found):
 
 
 def rolling_update(c, key, label, mode=None, annotations=None, prestop=None, grace=None, image=None,
-                   long_path=None):
+                   long_path=None, observe=False):
     """A 3-replica Deployment (Apache, or `image` whose slow request is
     `long_path`) behind a ClusterIP Service; load on the VIP from this
     network namespace while `kubectl rollout restart` replaces every pod.
-    Returns (and keeps) the measurements."""
+    With `observe`, also what the observer made of the old pods
+    (`observed`). Returns (and keeps) the measurements."""
     if key in c.shared:
         return c.shared[key]
     ns = c.namespace(f"rollout-{key}", mode)
@@ -690,6 +840,10 @@ def rolling_update(c, key, label, mode=None, annotations=None, prestop=None, gra
     log(f"  old pods, from their deletion: {describe_terminations(result['terminations'])}")
     for failure in summary["failures"][:5]:
         log(f"  failed at {failure['at']}s {failure['path']}: {failure['outcome']} {failure['detail'][:80]}")
+    if observe:
+        # The load ran 60 s, the old pods were gone after about 10: the
+        # observer has decided them; its Events go with the namespace.
+        result["observed"] = observed(c, ns, len(old_names), f"rolling update {label}")
     with open(os.path.join(c.node.dir, f"rollout-{key}.json"), "w") as f:
         json.dump(result, f, indent=1)
     c.kubectl("delete", "namespace", ns, "--wait=false")
@@ -707,7 +861,7 @@ def describe_hook(hook):
 
 def with_gracehook(c):
     return rolling_update(c, "gracehook", "with gracehook", "enforce",
-                          dict(SCALED, **{"gracehook.io/drain-command": APACHE_DRAIN}))
+                          dict(SCALED, **{"gracehook.io/drain-command": APACHE_DRAIN}), observe=True)
 
 
 @scenario
@@ -717,6 +871,7 @@ def rolling_update_with_gracehook(c):
     expect(result["hook"] == expected, f"preStop {result['hook']}")
     expect(result["failed"] == 0, f"{result['failed']} requests failed: {result['failures'][:5]}")
     expect(result["requests"] == 1200, result["requests"])
+    expect_all_clean(result)
 
 
 @scenario
@@ -728,8 +883,9 @@ def rolling_update_without_gracehook(c):
 
 @scenario
 def rolling_update_with_gracehook_defaults(c):
-    result = rolling_update(c, "defaults", "with gracehook defaults", "enforce")
+    result = rolling_update(c, "defaults", "with gracehook defaults", "enforce", observe=True)
     expect(result["hook"] == {"sleep": {"seconds": 5}} and result["grace"] == 40, (result["hook"], result["grace"]))
+    expect_all_clean(result)
 
 
 @scenario
@@ -746,14 +902,36 @@ def rolling_update_leaves_no_failed_prestop_hook(c):
 def the_seeds_hook_by_hand_drains_but_records_failed_prestop_hooks(c):
     """The contrast: the seed's recipe written by hand drains as well (no
     request fails), but every terminated pod records a FailedPreStopHook
-    warning, exit 143 — the noise gracehook's text avoids."""
+    warning, exit 143 — the noise gracehook's text avoids. In an enforce
+    namespace with the scaled annotations: gracehook keeps a container's own
+    hook (`kept` in gracehook.io/status, the grace period 2 + 6 + 2 = the
+    pod's own 10), and the observer follows it: a hook gracehook did not
+    write, killed by Apache's kill(-1, SIGTERM), is `hook-failed`
+    (docs/observe.md, "Servers that exit by themselves")."""
     hook = SEED_TEXT.format(d=2, cmd=APACHE_DRAIN, t=6)
-    result = rolling_update(c, "seed-text", "with the seed's hook by hand", None,
-                            prestop={"exec": {"command": ["sh", "-c", hook]}}, grace=10)
+    result = rolling_update(c, "seed-text", "with the seed's hook by hand", "enforce", dict(SCALED),
+                            prestop={"exec": {"command": ["sh", "-c", hook]}}, grace=10, observe=True)
+    expect(result["hook"] == {"exec": {"command": ["sh", "-c", hook]}} and result["grace"] == 10,
+           (result["hook"], result["grace"]))
     expect(result["failed"] == 0, f"{result['failed']} requests failed: {result['failures'][:5]}")
     expect(result["failed_prestop_hooks"] > 0 and 143 in result["kubelet_hook_exits"],
            f"no FailedPreStopHook with exit 143 (events {result['failed_prestop_hooks']}, "
            f"exits {result['kubelet_hook_exits']}): the contrast shows nothing")
+    # Issue 27 item 4: the observer calls them what they are.
+    seen, n = result["observed"], len(result["terminations"])
+    w = seen["workload"]
+    expect(w["outcomes"].get("hook-failed", 0) >= 1,
+           f"{n} old pods, FailedPreStopHook exits {result['kubelet_hook_exits']}, the observer says "
+           f"{drain_outcomes(w)}: {[(d['pod'], d['outcome'], d['message']) for d in seen['decisions']]}")
+    failed_pods = {e["pod"] for e in result["failed_prestop_hook_events"]}
+    wrong = [(d["pod"], d["outcome"]) for d in seen["decisions"]
+             if (d["outcome"] == "hook-failed") != (d["pod"] in failed_pods)]
+    expect(not wrong and len(seen["decisions"]) == n,
+           f"outcomes that disagree with the pods' FailedPreStopHook events ({sorted(failed_pods)}): {wrong}; "
+           f"decided {len(seen['decisions'])} of {n}")
+    expect("fix its preStop hook" in (w.get("suggestion") or ""), f"suggestion: {w.get('suggestion')}")
+    expect(w["terminations"] == n, f"{n} old pods decided, but gracehook drains says {drain_outcomes(w)}; "
+                                   f"Event writes the API refused: {seen['refused']}")
 
 
 # -- issue 23: nginx, a server whose PID 1 exits by itself once drained -----
@@ -767,14 +945,14 @@ def the_seeds_hook_by_hand_drains_but_records_failed_prestop_hooks(c):
 NGINX_DRAIN = "nginx -s quit"
 
 
-def nginx_rolling_update(c, key, label, mode=None, annotations=None):
-    return rolling_update(c, key, label, mode, annotations, image=c.nginx, long_path="/slow")
+def nginx_rolling_update(c, key, label, mode=None, annotations=None, observe=False):
+    return rolling_update(c, key, label, mode, annotations, image=c.nginx, long_path="/slow", observe=observe)
 
 
 @scenario
 def rolling_update_nginx_with_gracehook(c):
     result = nginx_rolling_update(c, "nginx", "nginx with gracehook", "enforce",
-                                  dict(SCALED, **{"gracehook.io/drain-command": NGINX_DRAIN}))
+                                  dict(SCALED, **{"gracehook.io/drain-command": NGINX_DRAIN}), observe=True)
     expect(result["hook"] == {"exec": {"command": gracehook_hook(2, NGINX_DRAIN, 6)}}, f"preStop {result['hook']}")
     expect(result["failed"] == 0, f"{result['failed']} requests failed: {result['failures'][:5]}")
     expect(result["requests"] == 1200, result["requests"])
@@ -786,6 +964,9 @@ def rolling_update_nginx_with_gracehook(c):
                    and state["afterDeletion"] < facts["grace"],
                    f"{name}: {state}, grace {facts['grace']}s: not a clean exit within the grace period")
     c.say(f"rolling update nginx with gracehook, old pods: {describe_terminations(result['terminations'])}")
+    # Issue 23's point: the FailedPreStopHook (137) of a hook cut short by
+    # its container's own clean exit is no failure; the observer says clean.
+    expect_all_clean(result)
 
 
 @scenario
@@ -794,3 +975,271 @@ def rolling_update_nginx_without_gracehook(c):
     expect(result["hook"] is None and result["grace"] == 30, (result["hook"], result["grace"]))
     expect(result["failed"] > 0, "no request failed without gracehook: nginx's SIGTERM proves nothing")
 
+
+
+# -- issue 27: the observer on real terminations -----------------------------
+#
+# The rollouts above check that it calls clean drains clean (issue 23's nginx
+# included) and the seed's hand-written hook hook-failed. Below: a real kill
+# at grace expiry and its suggestion, and a hand-over of the Lease while a
+# workload rolls.
+
+def slow_request(host, path):
+    """One request to `host` (a pod's IP) in a thread: (thread, result)."""
+    result = {}
+
+    def run():
+        result["started"] = time.time()
+        try:
+            status, body = http_get(host, path, timeout=60)
+            result.update(status=status, complete=status == 200 and body.endswith("end\n"), bytes=len(body))
+        except Exception as e:  # noqa: BLE001 - a cut request is an outcome
+            result.update(complete=False, error=f"{type(e).__name__}: {e}")
+        result["seconds"] = round(time.time() - result["started"], 2)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, result
+
+
+def roll_one(c, ns, change, slow_path=None):
+    """Replaces the one pod of deploy/web in `ns` by running `change`, with
+    a request to `slow_path` on the old pod in flight at its deletion (if
+    given). Returns (the old pod, the request's result, its termination
+    facts)."""
+    [old] = pods_of(c, ns, "web")
+    name = old["metadata"]["name"]
+    followers = follow_pods(c, ns, "web", {name})
+    thread, request = slow_request(old["status"]["podIP"], slow_path) if slow_path else (None, {})
+    time.sleep(1)  # connected, and some of the response sent
+    change()
+    wait_for(f"{name} gone", lambda: name not in {p["metadata"]["name"] for p in pods_of(c, ns, "web")},
+             timeout=90, interval=0.5)
+    if thread:
+        thread.join(70)
+    facts = terminations(c, ns, followers, {name})[name]
+    if request and facts["deleted"]:
+        request["inFlightAtDeletion"] = round(facts["deleted"] - request["started"], 2)
+    return old, request, facts
+
+
+def kill_after(facts):
+    """Seconds from the deletion to the container's exit as the observer
+    reads them: the API's seconds (deletionTimestamp - grace, finishedAt)."""
+    [state] = facts["containers"].values()
+    return int(timestamp(state["finishedAt"]) - (timestamp(facts["deletionTimestamp"]) - facts["grace"]))
+
+
+@scenario
+def observer_sees_a_kill_and_its_suggestion_drains_cleanly(c):
+    """A request longer than request-timeout + margin, in flight at the
+    deletion, on nginx that keeps draining through the kubelet's stop signal
+    (the `nginx-quit` image: STOPSIGNAL SIGQUIT) behind gracehook's drain
+    hook (`nginx -s quit`): the grace period's SIGKILL ends it (exit 137) —
+    `killed`, a DrainKilled Event on the Deployment, the counter, and the
+    suggestion. Then the suggestion applied (the template's request timeout;
+    that change rolls the pod once, idle) and the same request in flight
+    through a rollout: `clean`, and the request completes."""
+    ns = c.namespace("drain-killed", "enforce")
+    annotations = dict(SCALED, **{"gracehook.io/drain-command": NGINX_DRAIN})
+    # grace 10 = 2 + 6 + 2: the API server's default 30 would outlast the request.
+    c.apply(deployment("web", c.nginx_quit, 1, annotations, grace=10), "-n", ns)
+    wait_ready(c, ns, "web")
+    restart = lambda: c.kubectl("-n", ns, "rollout", "restart", "deploy/web")  # noqa: E731
+    started = time.time()
+    old, request, facts = roll_one(c, ns, restart, "/slow16")
+    log(f"  killed run: {old['metadata']['name']}: request {request}; facts {json.dumps(facts)}")
+    expect(prestop_of(old) == {"exec": {"command": gracehook_hook(2, NGINX_DRAIN, 6)}}
+           and old["spec"]["terminationGracePeriodSeconds"] == 10, (prestop_of(old), old["spec"]))
+    expect(request.get("inFlightAtDeletion", -1) > 0, f"the slow request was not in flight at the deletion: {request}")
+    expect(not request["complete"], f"the slow request completed: nothing was cut ({request})")
+    [state] = facts["containers"].values()
+    expect(state and state["exitCode"] == 137, f"not killed: {state}")
+    k = kill_after(facts)
+    expected = max(2 * (k - 2) - 2, 6 + 1)
+    seen = observed(c, ns, 1, "nginx-quit outlasting its request timeout")
+    w = seen["workload"]
+    decided = {d["pod"]: d["outcome"] for d in seen["decisions"]}
+    expect(w["outcomes"].get("killed") == 1 and w["terminations"] == 1 and decided == {old["metadata"]["name"]: "killed"},
+           f"the observer says {drain_outcomes(w)}, {seen['decisions']}; the pod's facts {json.dumps(facts)}")
+    expect(seen["metric"] == {"killed": 1}, f"the leader's gracehook_terminations_total: {seen['metric']}")
+    m = SUGGESTION.search(w.get("suggestion") or "")
+    expect(m and int(m.group(1)) == expected,
+           f"suggestion {w.get('suggestion')!r}, expected {expected}s (killed {k}s after deletion, delay 2, margin 2)")
+    suggested = int(m.group(1))
+    describe = c.kubectl("-n", ns, "describe", "deploy", "web").stdout
+    events = [e for e in c.events(ns, "DrainKilled") if e.get("reportingComponent") == "gracehook.io/observe"]
+    record = json.loads(events[0]["metadata"]["annotations"]["gracehook.io/drains"]) if events else {}
+    expect("DrainKilled" in describe, f"kubectl describe deploy/web shows no DrainKilled:\n{describe[-1500:]}")
+    expect(events and events[0]["involvedObject"]["kind"] == "Deployment" and record.get("outcome") == "killed"
+           and record.get("suggestedRequestTimeoutSeconds") == suggested, f"DrainKilled Events: {events}")
+    note = [line.strip() for line in describe.splitlines() if "DrainKilled" in line]
+    log(f"  kubectl describe deploy/web: {note}")
+
+    # The suggestion, applied as a user would: the template's annotation.
+    # That change is itself a rollout (of the idle pod, drained clean).
+    patch = {"spec": {"template": {"metadata": {"annotations": {"gracehook.io/request-timeout": f"{suggested}s"}}}}}
+    idle, _, _ = roll_one(c, ns, lambda: c.kubectl("-n", ns, "patch", "deploy", "web", "--type=merge",
+                                                   "-p", json.dumps(patch)))
+    wait_ready(c, ns, "web")
+    again, request2, facts2 = roll_one(c, ns, restart, "/slow16")
+    log(f"  after the suggestion: {again['metadata']['name']}: request {request2}; facts {json.dumps(facts2)}")
+    grace = 2 + suggested + 2
+    expect(prestop_of(again) == {"exec": {"command": gracehook_hook(2, NGINX_DRAIN, suggested)}}
+           and again["spec"]["terminationGracePeriodSeconds"] == grace, (prestop_of(again), again["spec"]))
+    expect(request2.get("inFlightAtDeletion", -1) > 0, f"the slow request was not in flight: {request2}")
+    expect(request2["complete"], f"the slow request was cut with request-timeout {suggested}s: {request2}")
+    w2 = workload(wait_drains(c, ns, 3))
+    leader = observer_leader(c)
+    decided = {d["pod"]: d for d in decisions(observer_log(c, leader), ns)}
+    metric = observer_counts(c, leader, ns)
+    [state2] = facts2["containers"].values()
+    c.say(f"suggestion after the kill: {w['suggestion']} (killed {k}s after deletion; expected "
+          f"max(2*({k}-2)-2, 7) = {expected}); applied: the next rollout's pod "
+          f"{decided.get(again['metadata']['name'], {}).get('outcome', 'not counted')}, exit {state2['exitCode']} "
+          f"at {state2['afterDeletion']:.0f}s of {grace}s, its {request2['seconds']:.1f}s request "
+          f"{'complete' if request2['complete'] else 'cut'}; drain outcomes: {drain_outcomes(w2)} "
+          f"(the patch's own rollout of the idle pod included); {time.time() - started:.0f}s")
+    for d in decided.values():
+        log(f"  observer: {d['pod']} {d['outcome']}: {d['message']}")
+    expect(decided.get(again["metadata"]["name"], {}).get("outcome") == "clean",
+           f"{again['metadata']['name']}: {decided.get(again['metadata']['name'])}; facts {json.dumps(facts2)}")
+    expect(decided.get(idle["metadata"]["name"], {}).get("outcome") == "clean", decided.get(idle["metadata"]["name"]))
+    expect(metric == {"killed": 1, "clean": 2}, f"the leader's gracehook_terminations_total: {metric}")
+    expect(w2["outcomes"].get("killed") == 1 and w2["outcomes"].get("clean") == 2 and w2["terminations"] == 3,
+           f"killed 1 and clean 2 decided, but gracehook drains says {drain_outcomes(w2)}; Event writes the API "
+           f"refused: {refused(observer_log(c, leader), ns)}")
+    c.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+class Stamped:
+    """A kubectl that streams lines (a watch, `logs -f`), each kept with the
+    time it arrived."""
+
+    def __init__(self, c, *args):
+        self.lines = []
+        self.process = subprocess.Popen([f"{c.node.bin}/kubectl", *args], env=c.node.env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, text=True)
+        self.thread = threading.Thread(target=self.read, daemon=True)
+        self.thread.start()
+
+    def read(self):
+        for line in self.process.stdout:
+            self.lines.append((time.time(), line.rstrip("\n")))
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+        self.process.wait(10)
+        self.thread.join(5)
+        return self.lines
+
+
+def log_time(line):
+    """The timestamp of an observer's JSON log line, as epoch seconds."""
+    try:
+        return timestamp(json.loads(line[line.find("{"):])["timestamp"])
+    except (ValueError, KeyError):
+        return None
+
+
+@scenario
+def observer_hand_over_counts_each_termination_once(c):
+    """While a 3-replica Deployment with gracehook's drain hook rolls, the
+    observer's own Deployment rolls too (`kubectl rollout restart`: each
+    leader stops gracefully, decides what is pending, releases the Lease,
+    and a standby takes it). No termination may be counted twice: each pod
+    in one observer's log at most once, and the Events' series add up to
+    the pods logged. Reported: how many old pods were counted, and which
+    were gone while no observer was watching (the hand-over window: from a
+    leader's stop to its successor's first list)."""
+    ns = c.namespace("handover", "enforce")
+    c.apply(deployment("web", c.web, 3, dict(SCALED, **{"gracehook.io/drain-command": APACHE_DRAIN})), "-n", ns)
+    wait_ready(c, ns, "web")
+    old = {p["metadata"]["name"] for p in pods_of(c, ns, "web")}
+    before = {p["metadata"]["name"] for p in c.get("pods", "-n", "gracehook-system", "-l", OBSERVER)["items"]}
+    leader_before = observer_leader(c)
+    # A deleted pod's log goes with it: follow the observers before they go.
+    followed = {name: Stamped(c, "logs", "-f", "-n", "gracehook-system", name) for name in sorted(before)}
+    lease = Stamped(c, "get", "lease", "-n", "gracehook-system", "gracehook-observe", "-w",
+                    "-o", "jsonpath={.spec.holderIdentity}{\"\\n\"}")
+    watch = Stamped(c, "get", "pods", "-n", ns, "-l", "app=web", "-w", "--output-watch-events",
+                    "-o", "jsonpath={.type} {.object.metadata.name}{\"\\n\"}")
+    time.sleep(1)
+    started = time.time()
+    # The observer's first new replica is Ready after about 5 s, and then
+    # the first old one stops; the workload's old pods go from about 5 s
+    # after its restart: started 2 s apart, they overlap.
+    c.kubectl("-n", "gracehook-system", "rollout", "restart", "deploy/gracehook-observe")
+    time.sleep(2)
+    c.kubectl("-n", ns, "rollout", "restart", "deploy/web")
+    c.kubectl("-n", ns, "rollout", "status", "deploy/web", "--timeout=120s", timeout=140)
+    c.kubectl("-n", "gracehook-system", "rollout", "status", "deploy/gracehook-observe", "--timeout=120s",
+              timeout=140)
+    wait_for("the old pods and the old observers gone", lambda: not (
+        old & {p["metadata"]["name"] for p in pods_of(c, ns, "web")}
+        or before & {p["metadata"]["name"] for p in c.get("pods", "-n", "gracehook-system", "-l", OBSERVER)["items"]}
+    ), timeout=120, interval=0.5)
+    report = wait_drains(c, ns, len(old), timeout=30)
+    after = {p["metadata"]["name"] for p in c.get("pods", "-n", "gracehook-system", "-l", OBSERVER)["items"]}
+    logs = {name: "\n".join(line for _, line in f.stop()) for name, f in followed.items()}
+    for name in sorted(after):
+        logs[name] = observer_log(c, name)
+    holders = [(round(at - started, 2), who) for at, who in lease.stop()]
+    gone = {}
+    for at, line in watch.stop():
+        kind, _, name = line.partition(" ")
+        if kind == "DELETED" and name in old:
+            gone[name] = at
+    expect(set(gone) == old, f"the watch saw {sorted(gone)} of the old pods {sorted(old)} go")
+    leader_after = observer_leader(c)
+    events = [e for e in c.events(ns) if e.get("reportingComponent") == "gracehook.io/observe"]
+    in_events = sum(json.loads(e["metadata"]["annotations"]["gracehook.io/drains"])["pods"] for e in events)
+    w = workload(report)
+    # Who decided what, and the hand-over windows, from the observers' logs.
+    decided, problems = [], []
+    stops, lists = [], []
+    for name, text in logs.items():
+        for d in decisions(text, ns):
+            decided.append((name, d["pod"], d["outcome"]))
+        problems += refused(text, ns)
+        leading = False
+        for line in text.splitlines():
+            if "holding the Lease: observing terminations" in line:
+                leading = True
+            if "shutting down: deciding what is pending" in line and leading:  # a leader's stop
+                stops.append((log_time(line), name))
+            if "pods listed; following the terminations" in line:
+                lists.append((log_time(line), name))
+    windows = []
+    for stop, name in sorted(s for s in stops if s[0]):
+        following = [t for t, n in sorted(lists) if t and t > stop and n != name]
+        windows.append((name, stop, following[0] if following else None))
+    in_window = sorted(p for p, at in gone.items() for _, a, b in windows if a <= at and (b is None or at <= b))
+    pods = [p for _, p, _ in decided]
+    twice = sorted({p for p in pods if pods.count(p) > 1})
+    counted = set(pods)
+    with open(os.path.join(c.node.dir, "handover.json"), "w") as f:
+        json.dump({"old": sorted(old), "gone": {p: round(t - started, 2) for p, t in gone.items()},
+                   "holders": holders, "windows": [(n, round(a - started, 2), b and round(b - started, 2))
+                                                   for n, a, b in windows],
+                   "decided": decided, "events": in_events, "drains": w, "logs": logs}, f, indent=1)
+    c.say(f"observer hand-over during a rollout: {len(counted)} of {len(old)} old pods counted "
+          f"({', '.join(f'{p} by {n}: {o}' for n, p, o in sorted(decided, key=lambda d: gone.get(d[1], 0)))}); "
+          f"counted twice: {len(twice)}; Events' series add up to {in_events}, gracehook drains {w['terminations']}; "
+          f"Lease {leader_before} -> {leader_after}, holders "
+          f"{' -> '.join(f'{who or chr(34) * 2}@{at:.1f}s' for at, who in holders)}; "
+          f"hand-over windows {', '.join(f'{a - started:.1f}-{b - started:.1f}s' if b else f'{a - started:.1f}s-?' for _, a, b in windows)}; "
+          f"old pods gone at {', '.join(f'{t - started:.1f}s' for t in sorted(gone.values()))}; "
+          f"gone inside a window: {len(in_window)}{' (' + ', '.join(in_window) + ')' if in_window else ''}")
+    expect(not twice, f"counted twice: {twice} ({decided})")
+    expect(counted <= old, f"decided pods that were not the old ones: {counted - old}")
+    expect(all(o == "clean" for _, _, o in decided), f"not all clean: {decided}")
+    expect(windows and leader_after in after, f"no hand-over seen: windows {windows}, Lease {leader_after}")
+    # Every pod gone outside a hand-over window is counted.
+    missed = sorted(old - counted - set(in_window))
+    expect(not missed, f"not counted, though gone while an observer watched: {missed} (gone at "
+                       f"{[round(gone.get(p, 0) - started, 2) for p in missed]}, windows {windows})")
+    expect(in_events == len(counted) == w["terminations"],
+           f"the Events add up to {in_events}, gracehook drains says {w['terminations']}, the logs {len(counted)}; "
+           f"Event writes the API refused: {problems}")
+    c.kubectl("delete", "namespace", ns, "--wait=false")
