@@ -91,3 +91,15 @@ impl PlanningArgs {
         }
     }
 }
+
+/// Which cluster a command reads, as kubectl finds it; shared by `audit`
+/// and `drains`.
+#[derive(Debug, Clone, Args)]
+pub struct KubeconfigArgs {
+    /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config or in-cluster).
+    #[arg(long, env = "GRACEHOOK_KUBECONFIG")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// Kubeconfig context.
+    #[arg(long, env = "GRACEHOOK_CONTEXT")]
+    pub context: Option<String>,
+}

@@ -2,7 +2,6 @@
 //! gracehook would set.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use gracehook::cluster::calls::Retry;
@@ -11,7 +10,7 @@ use gracehook::cluster::{self, ClusterError, workloads};
 use gracehook::planner::annotations::namespace_defaults;
 use k8s_openapi::api::core::v1::Namespace;
 
-use super::args::PlanningArgs;
+use super::args::{KubeconfigArgs, PlanningArgs};
 use super::audit_table;
 use super::error::CommandError;
 use super::process::{crypto_provider, runtime};
@@ -19,12 +18,9 @@ use super::process::{crypto_provider, runtime};
 /// `gracehook audit` flags.
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config or in-cluster).
-    #[arg(long, env = "GRACEHOOK_KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context.
-    #[arg(long, env = "GRACEHOOK_CONTEXT")]
-    pub context: Option<String>,
+    /// The cluster.
+    #[command(flatten)]
+    pub cluster: KubeconfigArgs,
     /// Only this namespace.
     #[arg(
         short = 'n',
@@ -92,7 +88,11 @@ pub(super) fn run(args: AuditArgs) -> Result<(), CommandError> {
 async fn list<W: Write>(args: &AuditArgs, report: &mut Report<W>) -> Result<(), ClusterError> {
     let settings = args.planning.settings();
     let retry = Retry::default();
-    let client = cluster::client(args.kubeconfig.as_deref(), args.context.clone()).await?;
+    let client = cluster::client(
+        args.cluster.kubeconfig.as_deref(),
+        args.cluster.context.clone(),
+    )
+    .await?;
     let namespaces = match args.scope() {
         Some(name) => vec![workloads::namespace(&client, &retry, name).await?],
         None => workloads::namespaces(&client, &retry).await?,

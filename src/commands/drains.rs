@@ -2,24 +2,21 @@
 //! observer's Events (`docs/observe.md`, "gracehook drains").
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use gracehook::cluster;
 use gracehook::observe::drains;
 
+use super::args::KubeconfigArgs;
 use super::error::CommandError;
 use super::process::{crypto_provider, runtime};
 
 /// `gracehook drains` flags.
 #[derive(Debug, Args)]
 pub struct DrainsArgs {
-    /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config or in-cluster).
-    #[arg(long, env = "GRACEHOOK_KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context.
-    #[arg(long, env = "GRACEHOOK_CONTEXT")]
-    pub context: Option<String>,
+    /// The cluster.
+    #[command(flatten)]
+    pub cluster: KubeconfigArgs,
     /// Only this namespace.
     #[arg(
         short = 'n',
@@ -53,7 +50,11 @@ pub(super) fn run(args: DrainsArgs) -> Result<(), CommandError> {
         args.namespace.as_deref()
     };
     let events = runtime(false)?.block_on(async {
-        let client = cluster::client(args.kubeconfig.as_deref(), args.context.clone()).await?;
+        let client = cluster::client(
+            args.cluster.kubeconfig.as_deref(),
+            args.cluster.context.clone(),
+        )
+        .await?;
         drains::events(client, scope)
             .await
             .map_err(CommandError::Drains)

@@ -12,6 +12,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::outcome::Outcome;
+use crate::server::routes::Exposition;
 
 /// Observed drain time over the grace period: below 1 the drain fit.
 const RATIO_BUCKETS: [f64; 6] = [0.25, 0.5, 0.75, 0.9, 1.0, 1.25];
@@ -160,6 +161,12 @@ impl ObserveMetrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+impl Exposition for ObserveMetrics {
+    fn encode(&self) -> String {
+        ObserveMetrics::encode(self)
     }
 }
 

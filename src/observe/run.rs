@@ -8,10 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::routing::get;
 use futures_util::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
@@ -27,6 +23,7 @@ use super::outcome::decide;
 use super::owners::Owners;
 use super::record::Recorder;
 use super::tracker::{Ended, Tracker};
+use crate::server::routes::{OpsState, ops_router};
 use crate::server::{Signals, serve_ops};
 
 /// How often pending outcomes are decided and Events written: also how
@@ -41,11 +38,6 @@ const STANDBY_CHECK: Duration = Duration::from_secs(1);
 
 /// How long shutdown waits for the Lease's release.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
-
-struct OpsState {
-    metrics: Arc<ObserveMetrics>,
-    ready: AtomicBool,
-}
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(args: &ObserveArgs) -> Result<(), ObserveError> {
@@ -295,32 +287,4 @@ async fn record(
         );
         recorder.add(workload, &t, &verdict, Instant::now());
     }
-}
-
-fn ops_router(state: Arc<OpsState>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(|State(state): State<Arc<OpsState>>| async move {
-                if state.ready.load(Ordering::SeqCst) {
-                    (StatusCode::OK, "ok\n")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(|State(state): State<Arc<OpsState>>| async move {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    state.metrics.encode(),
-                )
-            }),
-        )
-        .with_state(state)
 }

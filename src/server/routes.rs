@@ -321,10 +321,22 @@ pub fn error(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
+/// Metrics that `/metrics` can encode: the webhook's, or the observer's.
+pub trait Exposition: Send + Sync {
+    /// The OpenMetrics text exposition.
+    fn encode(&self) -> String;
+}
+
+impl Exposition for Metrics {
+    fn encode(&self) -> String {
+        Metrics::encode(self)
+    }
+}
+
 /// What the operations endpoints read.
 pub struct OpsState {
     /// What `/metrics` encodes.
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<dyn Exposition>,
     /// Cleared at the first shutdown signal, so endpoints drop the pod.
     pub ready: AtomicBool,
 }
