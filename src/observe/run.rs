@@ -69,9 +69,14 @@ pub async fn run(args: &ObserveArgs) -> Result<(), ObserveError> {
                 // its way out; a released Lease is taken at once instead.
                 if released(&leases, &args.lease_name).await {
                     tracing::info!(%identity, "the Lease was released: standing again at once");
-                    drop(leader);
-                    lease_task.abort();
-                    (leader, lease_task) = lease(client.clone(), args, &identity).await?.watch().await;
+                    match lease(client.clone(), args, &identity).await {
+                        Ok(fresh) => {
+                            lease_task.abort();
+                            (leader, lease_task) = fresh.watch().await;
+                        }
+                        // The old candidacy carries on; the next check tries again.
+                        Err(error) => tracing::warn!(%error, "standing again failed"),
+                    }
                 }
             }
             changed = leader.changed() => {
