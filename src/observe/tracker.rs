@@ -32,7 +32,7 @@ pub struct Ended {
 }
 
 /// The observer's memory: small, and bounded by the pods terminating at
-/// once (plus [`REMEMBERED`]).
+/// once (plus the uids and hook failures it remembers, a bounded number).
 #[derive(Debug)]
 pub struct Tracker {
     settle: Duration,
