@@ -977,7 +977,7 @@ def rolling_update_nginx_without_gracehook(c):
 
 
 
-# -- issue 27: the observer on real terminations -----------------------------
+# -- issue 21: the observer on real terminations -----------------------------
 #
 # The rollouts above check that it calls clean drains clean (issue 23's nginx
 # included) and the seed's hand-written hook hook-failed. Below: a real kill
