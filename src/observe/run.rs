@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
@@ -63,13 +64,25 @@ pub async fn run(args: &ObserveArgs) -> Result<(), ObserveError> {
                 tracing::info!(signal, "shutting down: deciding what is pending, then releasing the Lease");
                 break;
             }
-            _ = standby.tick(), if observing.is_none() => {
-                // kube-lease-manager's candidate sleeps until the holder's
-                // Lease would expire, even when the holder released it on
-                // its way out; a released Lease is taken at once instead.
-                if released(&leases, &args.lease_name).await {
+            _ = standby.tick() => {
+                let lease = leases.get_opt(&args.lease_name).await.ok().flatten();
+                let holds = lease.as_ref().is_some_and(|l| holds_unexpired(l, &identity));
+                if let Some((stop, task)) = observing.take_if(|_| !holds) {
+                    // kube-lease-manager still calls us leader until its
+                    // next renewal fails: an expired Lease (an API server
+                    // outage) may already be another replica's.
+                    tracing::warn!(%identity, "the Lease is not ours or has expired: observing pauses");
+                    let _ = stop.send(true);
+                    let _ = task.await;
+                } else if observing.is_none() && holds && *leader.borrow() {
+                    tracing::info!(%identity, "the Lease is renewed: observing again");
+                    observing = Some(start_observing(&client, &metrics, &identity, args.settle));
+                } else if observing.is_none() && lease.as_ref().is_some_and(is_released) {
+                    // kube-lease-manager's candidate sleeps until the holder's
+                    // Lease would expire, even when the holder released it on
+                    // its way out; a released Lease is taken at once instead.
                     tracing::info!(%identity, "the Lease was released: standing again at once");
-                    match lease(client.clone(), args, &identity).await {
+                    match self::lease(client.clone(), args, &identity).await {
                         Ok(fresh) => {
                             lease_task.abort();
                             (leader, lease_task) = fresh.watch().await;
@@ -88,9 +101,7 @@ pub async fn run(args: &ObserveArgs) -> Result<(), ObserveError> {
                 metrics.set_leader(is_leader);
                 if is_leader && observing.is_none() {
                     tracing::info!(%identity, "holding the Lease: observing terminations");
-                    let (stop, stopped_rx) = watch::channel(false);
-                    let task = tokio::spawn(observe(client.clone(), metrics.clone(), identity.clone(), args.settle, stopped(stopped_rx)));
-                    observing = Some((stop, task));
+                    observing = Some(start_observing(&client, &metrics, &identity, args.settle));
                 } else if !is_leader && let Some((stop, task)) = observing.take() {
                     tracing::warn!(%identity, "lost the Lease: observing stops");
                     let _ = stop.send(true);
@@ -146,15 +157,44 @@ impl Ops {
     }
 }
 
-/// Whether the Lease exists with no holder: its last holder let it go.
-async fn released(leases: &Api<Lease>, name: &str) -> bool {
-    match leases.get_opt(name).await {
-        Ok(Some(lease)) => lease
-            .spec
-            .and_then(|s| s.holder_identity)
-            .is_none_or(|holder| holder.is_empty()),
-        _ => false,
-    }
+/// Whether the Lease has no holder: its last holder let it go.
+fn is_released(lease: &Lease) -> bool {
+    lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.as_deref())
+        .is_none_or(str::is_empty)
+}
+
+/// Whether `identity` holds the Lease and its last renewal has not expired.
+fn holds_unexpired(lease: &Lease, identity: &str) -> bool {
+    let Some(spec) = lease.spec.as_ref() else {
+        return false;
+    };
+    let (Some(renewed), Some(duration)) = (spec.renew_time.as_ref(), spec.lease_duration_seconds)
+    else {
+        return false;
+    };
+    spec.holder_identity.as_deref() == Some(identity)
+        && renewed.0.as_second() + i64::from(duration) > Timestamp::now().as_second()
+}
+
+/// Spawns the leader's work.
+fn start_observing(
+    client: &kube::Client,
+    metrics: &Arc<ObserveMetrics>,
+    identity: &str,
+    settle: Duration,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let (stop, stopped_rx) = watch::channel(false);
+    let task = tokio::spawn(observe(
+        client.clone(),
+        metrics.clone(),
+        identity.to_string(),
+        settle,
+        stopped(stopped_rx),
+    ));
+    (stop, task)
 }
 
 /// This replica's candidacy for the Lease (created when missing).
