@@ -31,8 +31,9 @@ pub struct Termination {
     pub grace: i64,
     /// The grace period gracehook planned (`gracehook.io/status`).
     pub planned_grace: u64,
-    /// The phase when the observer first saw the pod terminating: a pod that
-    /// had already Succeeded or Failed drains nothing.
+    /// The phase when the observer first saw the pod terminating: with
+    /// containers that all ended before the deletion, a pod that had
+    /// Succeeded or Failed drained nothing.
     pub phase_at_deletion: Option<String>,
     /// The containers gracehook planned for, in the pod's order.
     pub containers: Vec<ContainerEnd>,

@@ -113,12 +113,10 @@ pub struct Verdict {
 }
 
 /// Decides a termination; `None` when there was nothing to drain (the pod
-/// had already Succeeded or Failed when it was deleted, or gracehook
-/// planned no container of it).
+/// had finished before it was deleted, or gracehook planned no container
+/// of it).
 pub fn decide(t: &Termination, failures: &[HookFailure]) -> Option<Verdict> {
-    if matches!(t.phase_at_deletion.as_deref(), Some("Succeeded" | "Failed"))
-        || t.containers.is_empty()
-    {
+    if finished_before_deletion(t) || t.containers.is_empty() {
         return None;
     }
     let drain_seconds = t
@@ -188,6 +186,18 @@ pub fn decide(t: &Termination, failures: &[HookFailure]) -> Option<Verdict> {
 /// The first hook failure that is one (its container and sentence), and
 /// the containers whose hook was only cut short by their own exit.
 /// Failures from before the deletion belong to container restarts.
+/// A pod that had Succeeded or Failed before its deletion (a finished
+/// Job's pod) drained nothing. The phase alone does not tell: a pod first
+/// seen after its containers drained and exited (by an observer that took
+/// over, or after a relist) is `Succeeded` too, but its containers ended
+/// after the deletion.
+fn finished_before_deletion(t: &Termination) -> bool {
+    matches!(t.phase_at_deletion.as_deref(), Some("Succeeded" | "Failed"))
+        && t.containers
+            .iter()
+            .all(|c| c.exit.as_ref().is_none_or(|e| e.finished_at < t.deleted_at))
+}
+
 fn hook_failures(
     t: &Termination,
     failures: &[HookFailure],
@@ -417,9 +427,14 @@ mod tests {
             decide(&termination(vec![gone]), &[]).unwrap().outcome,
             Outcome::Unknown
         );
-        let mut done = termination(vec![container(0, 0)]);
+        let mut done = termination(vec![container(0, -30)]);
         done.phase_at_deletion = Some("Succeeded".into());
         assert_eq!(decide(&done, &[]), None);
+        // First seen after its drain ended (a successor's list): Succeeded,
+        // but it exited after the deletion, so it drained.
+        let mut drained = termination(vec![container(0, 5)]);
+        drained.phase_at_deletion = Some("Succeeded".into());
+        assert_eq!(decide(&drained, &[]).unwrap().outcome, Outcome::Clean);
     }
 
     #[test]

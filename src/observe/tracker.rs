@@ -338,6 +338,29 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_first_seen_after_its_drain_ended_is_decided() {
+        // A new leader's first list: the containers exited after the
+        // deletion, and the kubelet has already set the pod Succeeded.
+        let now = Instant::now();
+        let mut tracker = Tracker::new(Duration::ZERO);
+        let mut listed = pod("late", true, true);
+        if let Some(status) = listed.status.as_mut() {
+            status.phase = Some("Succeeded".into());
+        }
+        tracker.pod_event(Event::Init, now);
+        tracker.pod_event(Event::InitApply(listed.clone()), now);
+        tracker.pod_event(Event::InitDone, now);
+        tracker.pod_event(Event::Delete(listed), now);
+        let ended = tracker.due(now);
+        assert_eq!(ended.len(), 1);
+        let verdict = crate::observe::outcome::decide(&ended[0].termination, &ended[0].failures);
+        assert_eq!(
+            verdict.map(|v| v.outcome),
+            Some(crate::observe::outcome::Outcome::Clean)
+        );
+    }
+
+    #[test]
     fn hook_failures_join_their_pod() {
         let now = Instant::now();
         let mut tracker = Tracker::new(Duration::ZERO);
