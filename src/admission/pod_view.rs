@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, Lifecycle, Pod, PodOS, PodSpec};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Lifecycle, Pod, PodOS, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Deserializer};
 
@@ -79,6 +79,21 @@ struct ContainerView {
     /// containers (a `Lifecycle` is hundreds of bytes inline).
     #[serde(default)]
     lifecycle: Option<Box<Lifecycle>>,
+    /// A native sidecar's `Always`.
+    #[serde(default, rename = "restartPolicy")]
+    restart_policy: Option<String>,
+    /// Names and literal values only: a mesh proxy's settings
+    /// (`planner::sidecars`); `valueFrom` is never read.
+    #[serde(default)]
+    env: Option<Vec<EnvView>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct EnvView {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    value: Option<String>,
 }
 
 impl ContainerView {
@@ -86,6 +101,16 @@ impl ContainerView {
         Container {
             name: self.name.unwrap_or_default(),
             lifecycle: self.lifecycle.map(|l| *l),
+            restart_policy: self.restart_policy,
+            env: self.env.map(|env| {
+                env.into_iter()
+                    .map(|e| EnvVar {
+                        name: e.name,
+                        value: e.value,
+                        value_from: None,
+                    })
+                    .collect()
+            }),
             ..Container::default()
         }
     }

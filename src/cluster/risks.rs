@@ -148,17 +148,40 @@ fn sleep_risks(pod: &Pod, grace: i64) -> Vec<String> {
 /// What the annotations (or the defaults) ask for and the pod lacks.
 fn plan_risks(plan: &Plan, states: &[ContainerState], grace: i64) -> Vec<String> {
     let mut risks = Vec::new();
+    let grace_seconds = u64::try_from(grace).unwrap_or(0);
     for c in &plan.containers {
         let has_hook = states
             .iter()
             .any(|s| s.name == c.name && s.pre_stop != "none");
+        if let Some(outlasts) = &c.sidecar {
+            let drain = c.drain_delay.saturating_add(c.request_timeout);
+            if !has_hook && outlasts.shutdown.seconds < drain {
+                risks.push(format!(
+                    "{}: sidecar without preStop, exits {}s after SIGTERM, before the {drain}s drain of {} ends",
+                    c.name, outlasts.shutdown.seconds, outlasts.container
+                ));
+            }
+            continue;
+        }
         if !has_hook && c.drain_delay > 0 {
             risks.push(format!("{}: no preStop delay", c.name));
         }
-        if u64::try_from(grace).unwrap_or(0) < c.needed() {
+        if grace_seconds < c.needed() {
             risks.push(format!(
                 "{}: grace period {grace}s shorter than drain delay {}s + request timeout {}s",
                 c.name, c.drain_delay, c.request_timeout
+            ));
+        }
+    }
+    for sidecar in &plan.native_sidecars {
+        let need = sidecar.need().total();
+        if grace_seconds < need && sidecar.outlasts.shutdown.seconds > 0 {
+            risks.push(format!(
+                "{}: grace period {grace}s shorter than the drain of {} ({}s) + this sidecar's shutdown ({}s)",
+                sidecar.name,
+                sidecar.outlasts.container,
+                need - sidecar.outlasts.shutdown.seconds,
+                sidecar.outlasts.shutdown.seconds
             ));
         }
     }

@@ -25,6 +25,8 @@ pub const INJECT: &str = "gracehook.io/inject";
 pub const MODE: &str = "gracehook.io/mode";
 /// What gracehook applied, written by gracehook.
 pub const STATUS: &str = "gracehook.io/status";
+/// How long a sidecar takes to exit after SIGTERM; per container only.
+pub const SIDECAR_SHUTDOWN: &str = "gracehook.io/sidecar-shutdown";
 /// Set by the kubelet on the API mirror of a static pod; such pods are read-only.
 pub const MIRROR: &str = "kubernetes.io/config.mirror";
 
@@ -238,25 +240,31 @@ pub fn container_list(annotations: &Annotations) -> Result<Option<Vec<String>>, 
 }
 
 /// `gracehook.io/*` keys that mean nothing to gracehook — most likely typos,
-/// which would otherwise be silently ignored.
-pub fn unknown_keys<'a>(annotations: &'a Annotations, containers: &HashSet<&str>) -> Vec<&'a str> {
+/// which would otherwise be silently ignored. `sidecars` are the names
+/// `gracehook.io/sidecar-shutdown.<container>` may take.
+pub fn unknown_keys<'a>(
+    annotations: &'a Annotations,
+    containers: &HashSet<&str>,
+    sidecars: &HashSet<&str>,
+) -> Vec<&'a str> {
     annotations
         .keys()
         .filter(|k| k.starts_with(PREFIX))
-        .filter(|k| !is_known(k, containers))
+        .filter(|k| !is_known(k, containers, sidecars))
         .map(String::as_str)
         .collect()
 }
 
-fn is_known(key: &str, containers: &HashSet<&str>) -> bool {
+fn is_known(key: &str, containers: &HashSet<&str>, sidecars: &HashSet<&str>) -> bool {
     if POD_LEVEL.contains(&key) {
         return true;
     }
-    PER_CONTAINER.iter().any(|base| {
+    let names = |base: &str, names: &HashSet<&str>| {
         key.strip_prefix(base)
             .and_then(|rest| rest.strip_prefix('.'))
-            .is_some_and(|name| containers.contains(name))
-    })
+            .is_some_and(|name| names.contains(name))
+    };
+    PER_CONTAINER.iter().any(|base| names(base, containers)) || names(SIDECAR_SHUTDOWN, sidecars)
 }
 
 /// The defaults one Namespace's annotations set. An invalid value is ignored
@@ -334,15 +342,18 @@ mod tests {
             ("gracehook.io/drain-delay.web", "3s"),
             ("gracehook.io/drain-delay.ghost", "3s"),
             ("gracehook.io/margin.web", "3s"),
+            ("gracehook.io/sidecar-shutdown.istio-proxy", "3s"),
+            ("gracehook.io/sidecar-shutdown.web", "3s"),
             (DRAIN_DELAY, "3s"),
             ("example.com/other", "x"),
         ]);
         assert_eq!(
-            unknown_keys(&a, &HashSet::from(["web"])),
+            unknown_keys(&a, &HashSet::from(["web"]), &HashSet::from(["istio-proxy"])),
             vec![
                 "gracehook.io/drain-dealy",
                 "gracehook.io/drain-delay.ghost",
-                "gracehook.io/margin.web"
+                "gracehook.io/margin.web",
+                "gracehook.io/sidecar-shutdown.web"
             ]
         );
     }

@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::Pod;
 
 use super::hook::{Hook, HookAction};
-use super::plan::{ContainerPlan, Decision, Plan};
+use super::plan::{ContainerPlan, Decision, NativeSidecar, Outlasts, Plan};
 use super::self_exit;
 
 /// The termination timeline of `pod` as gracehook would leave it.
@@ -27,8 +27,16 @@ pub fn timeline(object: &str, pod: &Pod, decision: &Decision) -> String {
     for name in names {
         match plan.containers.iter().find(|c| c.name == name) {
             None => events.push((0, format!("{name}: SIGTERM (not handled by gracehook)"))),
-            Some(c) => container_events(plan, c, grace, &mut events, &mut notes),
+            Some(c) => match &c.sidecar {
+                None => container_events(plan, c, grace, &mut events, &mut notes),
+                Some(outlasts) => {
+                    classic_sidecar_events(c, outlasts, grace, &mut events, &mut notes)
+                }
+            },
         }
+    }
+    for sidecar in &plan.native_sidecars {
+        native_sidecar_events(sidecar, grace, &mut events, &mut notes);
     }
     events.push((grace, "SIGKILL if still running".to_string()));
     // Stable: at equal times, the order above (deletion first, SIGKILL last).
@@ -110,6 +118,86 @@ fn container_events(
         notes.push(format!(
             "{name} has less than the {}s margin left",
             plan.margin
+        ));
+    }
+}
+
+/// A classic sidecar: SIGTERM once its preStop has outlasted the
+/// application's drain, then its own shutdown.
+fn classic_sidecar_events(
+    c: &ContainerPlan,
+    outlasts: &Outlasts,
+    grace: u64,
+    events: &mut Vec<(u64, String)>,
+    notes: &mut Vec<String>,
+) {
+    let name = &c.name;
+    let shutdown = &outlasts.shutdown;
+    let sigterm = match &c.action {
+        HookAction::Add(Hook::Sleep { seconds })
+        | HookAction::AlreadyApplied(Hook::Sleep { seconds }) => {
+            events.push((
+                0,
+                format!(
+                    "{name}: preStop sleeps {seconds}s (sidecar: keeps serving through the drain of {})",
+                    outlasts.container
+                ),
+            ));
+            *seconds
+        }
+        HookAction::KeepExisting => {
+            events.push((
+                0,
+                format!("{name}: its own preStop runs (length unknown to gracehook)"),
+            ));
+            0
+        }
+        _ => 0,
+    };
+    let stop = sigterm.saturating_add(shutdown.seconds);
+    events.push((
+        sigterm,
+        format!(
+            "{name}: SIGTERM; shuts down in {}s ({})",
+            shutdown.seconds, shutdown.source
+        ),
+    ));
+    events.push((stop, format!("{name}: exits")));
+    sidecar_notes(name, stop, grace, notes);
+}
+
+/// A native sidecar: the kubelet sends SIGTERM once the application
+/// containers have exited, then it shuts down.
+fn native_sidecar_events(
+    sidecar: &NativeSidecar,
+    grace: u64,
+    events: &mut Vec<(u64, String)>,
+    notes: &mut Vec<String>,
+) {
+    let name = &sidecar.name;
+    let shutdown = &sidecar.outlasts.shutdown;
+    let drained = sidecar.need().total().saturating_sub(shutdown.seconds);
+    let after = if sidecar.after > 0 {
+        " and the native sidecars declared after it"
+    } else {
+        ""
+    };
+    events.push((
+        drained,
+        format!(
+            "{name}: SIGTERM (native sidecar: once the application containers{after} have exited, by now at the latest); shuts down in {}s ({})",
+            shutdown.seconds, shutdown.source
+        ),
+    ));
+    let stop = drained.saturating_add(shutdown.seconds);
+    events.push((stop, format!("{name}: exits")));
+    sidecar_notes(name, stop, grace, notes);
+}
+
+fn sidecar_notes(name: &str, stop: u64, grace: u64, notes: &mut Vec<String>) {
+    if stop > grace {
+        notes.push(format!(
+            "sidecar {name} needs until {stop}s but the grace period is {grace}s"
         ));
     }
 }

@@ -1,7 +1,8 @@
 //! The grace-period formula (`docs/plan.md`, "Grace period"):
 //!
 //! ```text
-//! grace = max over eligible containers of (drain delay + request timeout) + margin
+//! grace = max over eligible containers of (drain delay + request timeout)
+//!         + the longest sidecar shutdown + margin
 //! ```
 //!
 //! set when the pod has none, raised when lower, never lowered; above
@@ -11,29 +12,31 @@ use thiserror::Error;
 
 use super::annotations as ann;
 
-/// What one container asks of the grace period.
+/// What one container asks of the grace period: an application
+/// container's drain, or a sidecar's shutdown after the longest drain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Need<'a> {
-    /// The container's name.
+    /// The application container whose drain it is.
     pub container: &'a str,
     /// Its drain delay, in seconds.
     pub drain_delay: u64,
     /// Its request timeout, in seconds.
     pub request_timeout: u64,
+    /// A sidecar that stops after that drain, and its shutdown in seconds.
+    pub sidecar: Option<(&'a str, u64)>,
 }
 
 impl Need<'_> {
-    /// Drain delay + request timeout ([`needed`]).
+    /// Drain delay + request timeout ([`needed`]), then the sidecar's
+    /// shutdown.
     pub fn total(&self) -> u64 {
         needed(self.drain_delay, self.request_timeout)
+            .saturating_add(self.sidecar.map_or(0, |(_, s)| s))
     }
 }
 
 /// The grace period would exceed `--max-grace`.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error(
-    "terminationGracePeriodSeconds would be {grace}s (container {container}: drain delay {drain_delay}s + request timeout {request_timeout}s, plus margin {margin}s), above the maximum of {max}s (--max-grace); lower {key}, for example {key}: \"30s\""
-)]
 pub struct GraceTooLong {
     /// The grace period the pod would need.
     pub grace: u64,
@@ -45,10 +48,38 @@ pub struct GraceTooLong {
     pub drain_delay: u64,
     /// Its request timeout.
     pub request_timeout: u64,
+    /// The sidecar that stops after it, and its shutdown.
+    pub sidecar: Option<(String, u64)>,
     /// The pod's margin.
     pub margin: u64,
     /// The annotation that contributes most: the likely mistake.
-    pub key: &'static str,
+    pub key: String,
+}
+
+impl std::fmt::Display for GraceTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let GraceTooLong {
+            grace,
+            max,
+            container,
+            drain_delay,
+            request_timeout,
+            sidecar,
+            margin,
+            key,
+        } = self;
+        write!(
+            f,
+            "terminationGracePeriodSeconds would be {grace}s (container {container}: drain delay {drain_delay}s + request timeout {request_timeout}s"
+        )?;
+        if let Some((name, seconds)) = sidecar {
+            write!(f, ", then sidecar {name}'s shutdown {seconds}s")?;
+        }
+        write!(
+            f,
+            ", plus margin {margin}s), above the maximum of {max}s (--max-grace); lower {key}, for example {key}: \"30s\""
+        )
+    }
 }
 
 /// What one container needs between deletion and the end of its last
@@ -72,20 +103,27 @@ pub fn required<'a>(
         return Ok(grace);
     }
     // Point at the biggest contributor: that is the likely mistake.
+    let shutdown = longest
+        .sidecar
+        .map(|(name, seconds)| (ann::per_container(ann::SIDECAR_SHUTDOWN, name), seconds));
     let (key, _) = [
-        (ann::MARGIN, margin),
-        (ann::DRAIN_DELAY, longest.drain_delay),
-        (ann::REQUEST_TIMEOUT, longest.request_timeout),
+        (ann::MARGIN.to_string(), margin),
+        (ann::DRAIN_DELAY.to_string(), longest.drain_delay),
+        (ann::REQUEST_TIMEOUT.to_string(), longest.request_timeout),
     ]
     .into_iter()
+    .chain(shutdown)
     .max_by_key(|(_, seconds)| *seconds)
-    .unwrap_or((ann::REQUEST_TIMEOUT, 0));
+    .unwrap_or((ann::REQUEST_TIMEOUT.to_string(), 0));
     Err(GraceTooLong {
         grace,
         max,
         container: longest.container.to_string(),
         drain_delay: longest.drain_delay,
         request_timeout: longest.request_timeout,
+        sidecar: longest
+            .sidecar
+            .map(|(name, seconds)| (name.to_string(), seconds)),
         margin,
         key,
     })

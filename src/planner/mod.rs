@@ -6,7 +6,8 @@
 //!   `gracehook.io/*` keys), [`settings`] (the operator's flags);
 //! - the decision: [`mod@plan`], with the grace-period formula in [`grace`] and
 //!   the hooks in [`hook`] (and the drain commands that end their server,
-//!   [`self_exit`]);
+//!   [`self_exit`]), and the sidecars that must outlive the application in
+//!   [`sidecars`];
 //! - renderings: [`patch`] (RFC 6902 for the API server), [`summary`]
 //!   (warning sentences), [`explain`] (a termination timeline), and
 //!   [`offline`] (the plan applied offline to YAML/JSON manifests, for
@@ -22,6 +23,7 @@ pub mod patch;
 pub mod plan;
 pub mod self_exit;
 pub mod settings;
+pub mod sidecars;
 pub mod summary;
 
 pub use hook::{Hook, HookAction};

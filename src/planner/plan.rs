@@ -12,6 +12,7 @@ use super::annotations::{self as ann, AnnotationError, Annotations, ContainerOve
 use super::grace::{self, GraceTooLong, Need};
 use super::hook::{Hook, HookAction};
 use super::settings::{Mode, NamespaceDefaults, PrestopStyle, Settings};
+use super::sidecars::{self, Shutdown, SidecarKind};
 
 /// The plan for one eligible container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +32,54 @@ pub struct ContainerPlan {
     /// Whether `lifecycle` exists, so the patch adds `preStop` inside it rather
     /// than replacing it (and losing a `postStart`).
     pub lifecycle_present: bool,
+    /// For a classic sidecar: the application container whose drain it
+    /// outlasts (the delay and timeout above are that container's), and
+    /// its own shutdown after SIGTERM.
+    pub sidecar: Option<Outlasts>,
+}
+
+/// A sidecar stays up through an application container's drain, then shuts
+/// down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outlasts {
+    /// The application container with the longest drain.
+    pub container: String,
+    /// The sidecar's shutdown.
+    pub shutdown: Shutdown,
+}
+
+/// A native sidecar (an init container with `restartPolicy: Always`): no
+/// hook, the kubelet stops it after the application containers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeSidecar {
+    /// Its name.
+    pub name: String,
+    /// The longest application drain, and the sidecar's shutdown.
+    pub outlasts: Outlasts,
+    /// That container's drain delay.
+    pub drain_delay: u64,
+    /// That container's request timeout.
+    pub request_timeout: u64,
+    /// The shutdowns of the native sidecars declared after it: the kubelet
+    /// stops native sidecars one after the other, the last declared first,
+    /// so this one gets SIGTERM only once they have exited.
+    pub after: u64,
+}
+
+impl NativeSidecar {
+    /// What it asks of the grace period: the drain, the sidecars stopped
+    /// before it, then its own shutdown.
+    pub fn need(&self) -> Need<'_> {
+        Need {
+            container: &self.outlasts.container,
+            drain_delay: self.drain_delay,
+            request_timeout: self.request_timeout,
+            sidecar: Some((
+                &self.name,
+                self.after.saturating_add(self.outlasts.shutdown.seconds),
+            )),
+        }
+    }
 }
 
 impl ContainerPlan {
@@ -42,18 +91,27 @@ impl ContainerPlan {
         }
     }
 
-    /// Drain delay + request timeout: what this container needs of the grace
-    /// period, margin aside ([`grace::needed`]).
+    /// Drain delay + request timeout (and a sidecar's shutdown): what this
+    /// container needs of the grace period, margin aside ([`grace::needed`]).
     pub fn needed(&self) -> u64 {
         self.need().total()
     }
 
     /// What this container asks of the grace period.
     pub fn need(&self) -> Need<'_> {
-        Need {
-            container: &self.name,
-            drain_delay: self.drain_delay,
-            request_timeout: self.request_timeout,
+        match &self.sidecar {
+            None => Need {
+                container: &self.name,
+                drain_delay: self.drain_delay,
+                request_timeout: self.request_timeout,
+                sidecar: None,
+            },
+            Some(outlasts) => Need {
+                container: &outlasts.container,
+                drain_delay: self.drain_delay,
+                request_timeout: self.request_timeout,
+                sidecar: Some((&self.name, outlasts.shutdown.seconds)),
+            },
         }
     }
 }
@@ -61,11 +119,14 @@ impl ContainerPlan {
 /// Everything gracehook would do to one pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    /// The eligible containers, in pod order.
+    /// The eligible containers and the classic sidecars, in pod order.
     pub containers: Vec<ContainerPlan>,
+    /// The native sidecars, in `initContainers` order.
+    pub native_sidecars: Vec<NativeSidecar>,
     /// Seconds of slack on top.
     pub margin: u64,
-    /// `max(drain delay + request timeout) + margin` over eligible containers.
+    /// `max(drain delay + request timeout) + longest sidecar shutdown +
+    /// margin` over eligible containers.
     pub required_grace: u64,
     /// The pod's `terminationGracePeriodSeconds`, if set.
     pub current_grace: Option<i64>,
@@ -159,9 +220,16 @@ pub enum PlanError {
     /// An annotation's value cannot be used.
     #[error(transparent)]
     Annotation(#[from] AnnotationError),
-    /// The grace period would exceed `--max-grace`.
+    /// The grace period would exceed `--max-grace` (boxed: it is the
+    /// largest error, and every `Result` of the planner carries its size).
     #[error(transparent)]
-    GraceTooLong(#[from] GraceTooLong),
+    GraceTooLong(Box<GraceTooLong>),
+}
+
+impl From<GraceTooLong> for PlanError {
+    fn from(error: GraceTooLong) -> Self {
+        PlanError::GraceTooLong(Box::new(error))
+    }
 }
 
 /// A decision and the mode to apply it in.
@@ -242,17 +310,28 @@ fn decide(
     // After the pod-level values: of several bad annotations, the first one
     // named stays the same whichever caller asks.
     requested_mode?;
-    let mut notes = pod_notes(annotations, spec, inputs.only.as_deref());
+    let mut notes = pod_notes(
+        annotations,
+        spec,
+        inputs.only.as_deref(),
+        &settings.skip_containers,
+    );
     let mut containers = Vec::new();
     for (index, container) in spec.containers.iter().enumerate() {
         if let Some(c) = inputs.container_plan(index, container, annotations, &mut notes)? {
             containers.push(c);
         }
     }
-    if containers.is_empty() {
+    let Some(longest) = containers.iter().max_by_key(|c| c.needed()).cloned() else {
         return Ok(Decision::Skip(Skip::NoEligibleContainers));
-    }
-    let needs = containers.iter().map(ContainerPlan::need);
+    };
+    let native_sidecars =
+        inputs.plan_sidecars(spec, annotations, &longest, &mut containers, &mut notes)?;
+    containers.sort_by_key(|c| c.index);
+    let needs = containers
+        .iter()
+        .map(ContainerPlan::need)
+        .chain(native_sidecars.iter().map(NativeSidecar::need));
     let required_grace = grace::required(needs, inputs.margin, settings.max_grace)?;
     let current_grace = spec.termination_grace_period_seconds;
     let status = status_record(grace::resulting(current_grace, required_grace), &containers);
@@ -261,6 +340,7 @@ fn decide(
         current_status: annotations.get(ann::STATUS).cloned(),
         annotations_present: pod.metadata.annotations.is_some(),
         containers,
+        native_sidecars,
         margin: inputs.margin,
         required_grace,
         current_grace,
@@ -398,7 +478,116 @@ impl<'a> PodInputs<'a> {
             drain_command,
             lifecycle_present: container.lifecycle.is_some(),
             action,
+            sidecar: None,
         }))
+    }
+
+    /// The sidecars: classic ones join `containers` with their hook, native
+    /// ones are returned.
+    fn plan_sidecars(
+        &self,
+        spec: &PodSpec,
+        annotations: &Annotations,
+        longest: &ContainerPlan,
+        containers: &mut Vec<ContainerPlan>,
+        notes: &mut Vec<String>,
+    ) -> Result<Vec<NativeSidecar>, PlanError> {
+        let mut native_sidecars = Vec::new();
+        for sidecar in sidecars::find(spec, |name| self.settings.skip_containers.contains(name)) {
+            let (shutdown, note) = sidecars::shutdown(sidecar.container, annotations)?;
+            notes.extend(note);
+            let outlasts = Outlasts {
+                container: longest.name.clone(),
+                shutdown,
+            };
+            match sidecar.kind {
+                SidecarKind::Native => native_sidecars.push(NativeSidecar {
+                    name: sidecar.container.name.clone(),
+                    outlasts,
+                    drain_delay: longest.drain_delay,
+                    request_timeout: longest.request_timeout,
+                    after: 0,
+                }),
+                SidecarKind::Classic => containers.push(self.sidecar_plan(
+                    sidecar.index,
+                    sidecar.container,
+                    annotations,
+                    longest,
+                    outlasts,
+                    notes,
+                )?),
+            }
+        }
+        let mut after = 0u64;
+        for sidecar in native_sidecars.iter_mut().rev() {
+            sidecar.after = after;
+            after = after.saturating_add(sidecar.outlasts.shutdown.seconds);
+        }
+        Ok(native_sidecars)
+    }
+
+    /// A classic sidecar keeps serving through `longest`'s drain: a native
+    /// `sleep` preStop as long, which needs nothing in the sidecar's image
+    /// (proxy images have no shell), unless it has a preStop of its own or
+    /// is opted out.
+    fn sidecar_plan(
+        &self,
+        index: usize,
+        container: &Container,
+        annotations: &Annotations,
+        longest: &ContainerPlan,
+        outlasts: Outlasts,
+        notes: &mut Vec<String>,
+    ) -> Result<ContainerPlan, PlanError> {
+        let name = container.name.as_str();
+        let drain = longest.needed();
+        let shutdown = outlasts.shutdown.seconds;
+        let opted_out =
+            ann::boolean(annotations, &ann::per_container(ann::INJECT, name))? == Some(false);
+        let exits_early = shutdown < drain;
+        let wanted = if opted_out || drain == 0 {
+            None
+        } else if self.settings.prestop_style == PrestopStyle::Exec && !self.windows {
+            if exits_early {
+                notes.push(format!(
+                    "sidecar {name} gets no preStop: without the native sleep action (--prestop-style exec) it would need a shell, which proxy images lack; it exits {shutdown}s after SIGTERM, before the {drain}s drain of {} ends",
+                    longest.name
+                ));
+            }
+            None
+        } else {
+            Some(Hook::Sleep { seconds: drain })
+        };
+        let existing = container
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref());
+        let action = HookAction::decide(existing, wanted);
+        if opted_out && exits_early {
+            notes.push(format!(
+                "sidecar {name} is opted out: it gets SIGTERM with the application and exits {shutdown}s later, before the {drain}s drain of {} ends",
+                longest.name
+            ));
+        }
+        if action == HookAction::KeepExisting {
+            notes.push(match existing.and_then(sidecars::waits) {
+                Some(wait) if wait.saturating_add(shutdown) < drain => format!(
+                    "sidecar {name} keeps its own preStop, which ends after {wait}s: with its {shutdown}s shutdown it exits before the {drain}s drain of {} ends",
+                    longest.name
+                ),
+                _ => format!("sidecar {name} already has a preStop hook; kept it unchanged"),
+            });
+        }
+        Ok(ContainerPlan {
+            index,
+            name: name.to_string(),
+            drain_delay: longest.drain_delay,
+            request_timeout: longest.request_timeout,
+            drain_command: None,
+            lifecycle_present: container.lifecycle.is_some(),
+            action,
+            sidecar: Some(outlasts),
+        })
     }
 
     fn wanted_hook(&self, delay: u64, timeout: u64, command: Option<&str>) -> Option<Hook> {
@@ -422,9 +611,18 @@ impl<'a> PodInputs<'a> {
 
 /// Warnings about the pod's annotations as a whole: unknown keys, and
 /// `gracehook.io/containers` naming what it cannot select.
-fn pod_notes(annotations: &Annotations, spec: &PodSpec, only: Option<&[String]>) -> Vec<String> {
+fn pod_notes(
+    annotations: &Annotations,
+    spec: &PodSpec,
+    only: Option<&[String]>,
+    skip: &std::collections::BTreeSet<String>,
+) -> Vec<String> {
     let names: HashSet<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
-    let mut notes: Vec<String> = ann::unknown_keys(annotations, &names)
+    let sidecar_names: HashSet<&str> = sidecars::find(spec, |name| skip.contains(name))
+        .iter()
+        .map(|s| s.container.name.as_str())
+        .collect();
+    let mut notes: Vec<String> = ann::unknown_keys(annotations, &names, &sidecar_names)
         .into_iter()
         .map(|key| format!("ignored unknown annotation {key}"))
         .collect();

@@ -77,6 +77,44 @@ fn each_risk_is_named() {
 }
 
 #[test]
+fn sidecars_that_exit_before_the_drain_are_risks() {
+    // A classic Istio proxy with an explicit 5s drain, before a 30s request
+    // timeout: it gets SIGTERM with the application and exits at 5s.
+    let classic = verdict(json!({
+        "metadata": { "annotations": { "gracehook.io/request-timeout": "30s",
+                                       "proxy.istio.io/config": "terminationDrainDuration: 5s" } },
+        "spec": { "terminationGracePeriodSeconds": 60, "containers": [
+            { "name": "web", "lifecycle": { "preStop": { "sleep": { "seconds": 5 } } } },
+            { "name": "istio-proxy" } ] } }));
+    assert_eq!(
+        classic.risks,
+        [
+            "istio-proxy: sidecar without preStop, exits 5s after SIGTERM, before the 35s drain of web ends"
+        ]
+    );
+    assert!(
+        classic
+            .would_set
+            .contains("add preStop (sleep 35s) to container istio-proxy"),
+        "{}",
+        classic.would_set
+    );
+    // A native Linkerd proxy with a 30s shutdown grace period in a 40s grace.
+    let native = verdict(json!({
+        "metadata": { "annotations": { "config.linkerd.io/shutdown-grace-period": "30s" } },
+        "spec": { "terminationGracePeriodSeconds": 40,
+            "initContainers": [ { "name": "linkerd-proxy", "restartPolicy": "Always" } ],
+            "containers": [
+            { "name": "web", "lifecycle": { "preStop": { "sleep": { "seconds": 5 } } } } ] } }));
+    assert_eq!(
+        native.risks,
+        [
+            "linkerd-proxy: grace period 40s shorter than the drain of web (35s) + this sidecar's shutdown (30s)"
+        ]
+    );
+}
+
+#[test]
 fn summary() {
     let findings = vec![
         verdict(json!({ "spec": { "containers": [ { "name": "web" } ] } })),

@@ -129,10 +129,14 @@ fn mutate_handles_several_kinds_and_passes_others_through() {
         db["spec"]["containers"][0]["lifecycle"]["preStop"],
         json!({ "sleep": { "seconds": 5 } })
     );
-    assert!(
-        db["spec"]["containers"][1].get("lifecycle").is_none(),
-        "istio-proxy is skipped"
+    // The classic mesh proxy keeps serving through db's drain (5s + 30s).
+    assert_eq!(
+        db["spec"]["containers"][1]["lifecycle"]["preStop"],
+        json!({ "sleep": { "seconds": 35 } }),
+        "istio-proxy outlasts the drain"
     );
+    // 35s of drain, Istio's default 5s drain of the proxy, 5s of margin.
+    assert_eq!(db["spec"]["terminationGracePeriodSeconds"], 45);
     assert!(
         db["metadata"]["annotations"]["gracehook.io/status"].is_string(),
         "metadata created"
@@ -159,7 +163,7 @@ fn mutate_audit_prints_what_would_change() {
     let text = stdout(&output);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
-    assert!(lines[0].starts_with("StatefulSet shop/db: gracehook audit: would set terminationGracePeriodSeconds (unset) -> 40 and add preStop (sleep 5s) to container db"), "{text}");
+    assert!(lines[0].starts_with("StatefulSet shop/db: gracehook audit: would set terminationGracePeriodSeconds (unset) -> 45 and add preStop (sleep 5s) to container db and add preStop (sleep 35s) to container istio-proxy"), "{text}");
     assert!(lines[1].starts_with("CronJob shop/report: gracehook audit: would set terminationGracePeriodSeconds (unset) -> 125"), "{text}");
     assert!(
         lines[2].contains("Pod kube-system/system: no change (namespace kube-system is excluded)"),
@@ -391,6 +395,7 @@ fn explain_prints_the_termination_timeline() {
             "tests/fixtures/multi-container.yaml",
             "tests/fixtures/explain/multi-container.txt",
         ),
+        ("tests/fixtures/mesh.yaml", "tests/fixtures/explain/mesh.txt"),
     ] {
         let output = gracehook(&["mutate", "-f", input, "-o", "explain"]);
         assert!(output.status.success(), "{}", stderr(&output));

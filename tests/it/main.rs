@@ -25,3 +25,4 @@ mod pod_view;
 mod policy;
 mod properties;
 mod router;
+mod sidecars;

@@ -172,7 +172,7 @@ fn per_container_annotations_override_pod_annotations() {
 }
 
 #[test]
-fn mesh_proxies_skip_list_and_opted_out_containers_get_nothing() {
+fn classic_sidecars_outlast_the_drain_and_opted_out_containers_get_nothing() {
     let pod = TestPod::with(&["web", "istio-proxy", "linkerd-proxy", "worker", "metrics"])
         .annotate("gracehook.io/inject.worker", "false")
         .annotate("gracehook.io/request-timeout.istio-proxy", "10m")
@@ -185,13 +185,26 @@ fn mesh_proxies_skip_list_and_opted_out_containers_get_nothing() {
     };
     let plan = plan_of(&pod, &settings);
     let names: Vec<&str> = plan.containers.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["web"]);
-    // The skipped proxy's 10m does not count towards the grace period.
-    assert_eq!(plan.required_grace, 40);
+    assert_eq!(names, ["web", "istio-proxy", "linkerd-proxy", "metrics"]);
+    // web drains 5s + 30s; the sidecars sleep that long, then Istio's proxy
+    // drains its default 5s; 5s of margin. A request timeout on a sidecar
+    // means nothing.
+    assert_eq!(plan.required_grace, 45);
     let (patched, _) = apply(&pod, &settings);
-    for i in 1..5 {
-        assert_eq!(prestop(&patched, i), Value::Null, "container {i}");
+    for (i, want) in [
+        (1, json!({ "sleep": { "seconds": 35 } })),
+        (2, json!({ "sleep": { "seconds": 35 } })),
+        (3, Value::Null),
+        (4, json!({ "sleep": { "seconds": 35 } })),
+    ] {
+        assert_eq!(prestop(&patched, i), want, "container {i}");
     }
+    assert_eq!(
+        patched["metadata"]["annotations"]["gracehook.io/status"],
+        json!(
+            r#"{"grace":45,"containers":{"web":"sleep","istio-proxy":"sleep","linkerd-proxy":"sleep","metrics":"sleep"}}"#
+        )
+    );
 }
 
 #[test]
@@ -402,11 +415,8 @@ fn grace_above_max_is_invalid_and_names_the_culprit() {
     assert!(
         matches!(
             err,
-            PlanError::GraceTooLong(GraceTooLong {
-                grace: 130,
-                max: 120,
-                ..
-            })
+            PlanError::GraceTooLong(ref too_long)
+                if matches!(**too_long, GraceTooLong { grace: 130, max: 120, .. })
         ),
         "{text}"
     );

@@ -77,6 +77,7 @@ fn fixture_pods() -> Vec<Value> {
         include_str!("../../examples/apache-deployment.yaml"),
         include_str!("../fixtures/workloads.yaml"),
         include_str!("../fixtures/multi-container.yaml"),
+        include_str!("../fixtures/mesh.yaml"),
         include_str!("../fixtures/invalid.yaml"),
     ] {
         for doc in parse_documents(text).unwrap() {
