@@ -23,12 +23,19 @@ fixed mtime.
              SIGQUIT` (containerd stops it with SIGQUIT, nginx's graceful
              shutdown, which drains until the grace period's SIGKILL) and
              /slow16 (the same file at 2.7 kB a second: 16 seconds).
+- proxy:     a stand-in mesh proxy, programs/proxy.c built with `gcc -static`
+             (alone in the image, /usr/local/bin/proxy, USER 1337:1337 as
+             Istio's): `proxy LISTEN UPSTREAM DRAIN_SECONDS` forwards TCP
+             from 0.0.0.0:LISTEN to 127.0.0.1:UPSTREAM and, on SIGTERM, keeps
+             accepting for DRAIN_SECONDS, then exits 0 cutting what is open
+             (Envoy under pilot-agent; its header says what it does not do).
+             The pods name its container `istio-proxy`.
 - gracehook: exactly what the Dockerfile builds: an empty image with the static
              binary at /gracehook, USER 65532:65532, ENTRYPOINT ["/gracehook"],
              CMD ["serve"], ports 8443 and 9090.
 
-pause, web, nginx and nginx-quit are cached under the cache directory, keyed by this file, the
-C sources and the versions of the Debian packages they copy from.
+pause, web, nginx, nginx-quit and proxy are cached under the cache directory, keyed by this
+file, the C sources and the versions of the Debian packages they copy from.
 
 Standalone: python3 tests/node/images.py OUTDIR [GRACEHOOK_BINARY]
 """
@@ -397,18 +404,19 @@ def cache_key():
 
 
 def build_cached(cache_dir):
-    """pause, web, nginx and nginx-quit images, from the cache when their inputs have not changed."""
+    """pause, web, nginx, nginx-quit and proxy images, from the cache when their inputs have not changed."""
     key = cache_key()
     out_dir = os.path.join(cache_dir, f"node-images-{key}")
     images = {name: (f"{PREFIX}/{name}:{key}", os.path.join(out_dir, f"{name}.tar"))
-              for name in ("pause", "web", "nginx", "nginx-quit")}
+              for name in ("pause", "web", "nginx", "nginx-quit", "proxy")}
     if all(os.path.exists(path) for _, path in images.values()):
         log(f"using cached images in {out_dir}")
         return images
-    log(f"building the pause, web, nginx and nginx-quit images into {out_dir}")
+    log(f"building the pause, web, nginx, nginx-quit and proxy images into {out_dir}")
     os.makedirs(out_dir, exist_ok=True)
     pause = static_program("pause", out_dir)
     tracer = static_program("tracer", out_dir)
+    proxy = static_program("proxy", out_dir)
     t = Tree()
     t.copy(pause, "/pause", 0o755)
     oci_archive(images["pause"][1], images["pause"][0], t,
@@ -427,6 +435,12 @@ def build_cached(cache_dir):
                 {"Env": [f"PATH={PATH}"], "Cmd": ["/usr/sbin/nginx"], "StopSignal": "SIGQUIT",
                  "ExposedPorts": {"80/tcp": {}}, "WorkingDir": "/"},
                 "Debian nginx, STOPSIGNAL SIGQUIT " + package_versions().replace("\n", "; "))
+    t = Tree()
+    t.copy(proxy, "/usr/local/bin/proxy", 0o755)
+    t.dir("tmp", 0o1777)
+    oci_archive(images["proxy"][1], images["proxy"][0], t,
+                {"Entrypoint": ["/usr/local/bin/proxy"], "Cmd": ["8080", "80", "5"], "User": "1337:1337",
+                 "ExposedPorts": {"8080/tcp": {}}, "WorkingDir": "/"}, "programs/proxy.c")
     return images
 
 

@@ -32,6 +32,7 @@ class Context:
         self.web = config["images"]["web"][0]
         self.nginx = config["images"]["nginx"][0]
         self.nginx_quit = config["images"]["nginx-quit"][0]
+        self.proxy = config["images"]["proxy"][0]
         self.lines = []  # printed at the end, after the teardown
         self.shared = {}
 
@@ -111,20 +112,26 @@ def pod(name, image, annotations=None, labels=None, command=None, grace=None, pr
             "spec": spec}
 
 
-def deployment(name, image, replicas=3, annotations=None, command=None, readiness=True, grace=None, prestop=None):
+def deployment(name, image, replicas=3, annotations=None, command=None, readiness=True, grace=None, prestop=None,
+               containers=(), init_containers=()):
+    """`containers` and `init_containers` are added after the first
+    container (`web`), as they are (a sidecar, for example)."""
     template = pod(name, image, annotations, {"app": name}, command, grace, prestop)
     if readiness:
         template["spec"]["containers"][0]["readinessProbe"] = {
             "httpGet": {"path": "/index.html", "port": 80}, "periodSeconds": 1, "failureThreshold": 1}
         template["spec"]["containers"][0]["ports"] = [{"containerPort": 80, "name": "http"}]
+    template["spec"]["containers"] += list(containers)
+    if init_containers:
+        template["spec"]["initContainers"] = list(init_containers)
     del template["metadata"]["name"], template["apiVersion"], template["kind"]
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": {"app": name}},
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}}, "template": template}}
 
 
-def service(name):
+def service(name, target_port=80):
     return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-            "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 80, "name": "http"}]}}
+            "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": target_port, "name": "http"}]}}
 
 
 def prestop_of(p, i=0):
@@ -674,19 +681,22 @@ def kubelet_hook_exits(c, ns, name=None):
     return codes
 
 
-def follow_pods(c, ns, app, names):
+def follow_pods(c, ns, app, names, containers=()):
     """Starts `kubectl get pods -w -o json --output-watch-events` on the
     pods of `app` (the last state the API server had of each pod, including
     the DELETED event's, which carries the containers' final terminated
     state: the pod itself is gone afterwards), and `kubectl logs -f
     --timestamps` on each of `names` (the runtime's timestamps, to the
     nanosecond, where finishedAt has seconds; nginx logs the signals it gets
-    and its exit)."""
+    and its exit); also on the other `containers` of each (`NAME:CONTAINER`)."""
     followers = {}
     for name, args in [(None, ["get", "pods", "-n", ns, "-l", f"app={app}", "-w", "-o", "json",
                                "--output-watch-events"])] + [
-            (name, ["logs", "-f", "--timestamps", "-n", ns, name]) for name in sorted(names)]:
-        out = open(os.path.join(c.node.dir, f"{'watch' if name is None else 'log'}-{ns}-{name or app}.txt"), "w+")
+            (name, ["logs", "-f", "--timestamps", "-n", ns, name]) for name in sorted(names)] + [
+            (f"{name}:{container}", ["logs", "-f", "--timestamps", "-n", ns, name, "-c", container])
+            for name in sorted(names) for container in containers]:
+        out = open(os.path.join(c.node.dir, f"{'watch' if name is None else 'log'}-{ns}-"
+                                            f"{(name or app).replace(':', '-')}.txt"), "w+")
         followers[name] = (subprocess.Popen([f"{c.node.bin}/kubectl", *args], env=c.node.env, stdout=out,
                                             stderr=subprocess.DEVNULL), out)
     return followers
@@ -745,7 +755,9 @@ def terminations(c, ns, followers, names):
         p = last.get(name, {})
         due = timestamp(deadline[name]) if name in deadline else None
         containers = {}
-        for status in p.get("status", {}).get("containerStatuses", []):
+        # initContainerStatuses: native sidecars (none in most pods).
+        for status in (p.get("status", {}).get("containerStatuses", [])
+                       + p.get("status", {}).get("initContainerStatuses", [])):
             ended = status.get("state", {}).get("terminated") or status.get("lastState", {}).get("terminated")
             if not ended:
                 containers[status["name"]] = None
@@ -760,13 +772,17 @@ def terminations(c, ns, followers, names):
                     finished - deleted[name], 2),
                 "beforeDeadline": None if finished is None or due is None else round(due - finished, 2)}
         stops = []
-        for line in texts.get(name, "").splitlines():
-            stamp, _, what = line.partition(" ")
-            if STOP_LINES.search(what) and name in deleted:
-                try:
-                    stops.append((round(timestamp(stamp) - deleted[name], 3), what.strip()))
-                except ValueError:
-                    pass
+        sources = [("", texts.get(name, ""))] + [(f"[{key.split(':', 1)[1]}] ", texts[key]) for key in
+                                                  sorted(k for k in texts if k and k.startswith(name + ":"))]
+        for prefix, text in sources:
+            for line in text.splitlines():
+                stamp, _, what = line.partition(" ")
+                if STOP_LINES.search(what) and name in deleted:
+                    try:
+                        stops.append((round(timestamp(stamp) - deleted[name], 3), prefix + what.strip()))
+                    except ValueError:
+                        pass
+        stops.sort(key=lambda s: s[0])
         found[name] = {"deleted": deleted.get(name), "deletionTimestamp": deadline.get(name),
                        "grace": grace.get(name, p.get("spec", {}).get("terminationGracePeriodSeconds")),
                        "lastWatchEvent": p.get("watchEvent"), "hookExits": kubelet_hook_exits(c, ns, name),
@@ -780,29 +796,34 @@ def describe_terminations(found):
     truncated to the second: "at 0s" may print as -1s)."""
     parts = []
     for facts in found.values():
-        for state in facts["containers"].values():
+        for container, state in facts["containers"].items():
+            # Named only in pods of more than one container (sidecars).
+            named = f"{container} " if len(facts["containers"]) > 1 else ""
             if not state:
-                parts.append("not seen terminated")
+                parts.append(f"{named}not seen terminated")
                 continue
             at = state["afterDeletion"]
-            parts.append(f"exit {state['exitCode']} ({state['reason']}) at "
+            parts.append(f"{named}exit {state['exitCode']} ({state['reason']}) at "
                          f"{'?' if at is None else f'{at:.0f}s'} of {facts['grace']}s"
                          f"{', hook ' + '/'.join(map(str, facts['hookExits'])) if facts['hookExits'] else ''}")
     return "; ".join(parts)
 
 
 def rolling_update(c, key, label, mode=None, annotations=None, prestop=None, grace=None, image=None,
-                   long_path=None, observe=False):
+                   long_path=None, observe=False, sidecar=None, native=False, target_port=80):
     """A 3-replica Deployment (Apache, or `image` whose slow request is
     `long_path`) behind a ClusterIP Service; load on the VIP from this
     network namespace while `kubectl rollout restart` replaces every pod.
     With `observe`, also what the observer made of the old pods
-    (`observed`). Returns (and keeps) the measurements."""
+    (`observed`). A `sidecar` container (its spec) goes next to Apache, or
+    with `native` among the init containers; the Service targets
+    `target_port`. Returns (and keeps) the measurements."""
     if key in c.shared:
         return c.shared[key]
     ns = c.namespace(f"rollout-{key}", mode)
-    c.apply(deployment("web", image or c.web, 3, annotations, prestop=prestop, grace=grace), "-n", ns)
-    c.apply(service("web"), "-n", ns)
+    extra = {"init_containers" if native else "containers": [sidecar] if sidecar else []}
+    c.apply(deployment("web", image or c.web, 3, annotations, prestop=prestop, grace=grace, **extra), "-n", ns)
+    c.apply(service("web", target_port), "-n", ns)
     wait_ready(c, ns, "web")
     vip = c.get("service", "-n", ns, "web")["spec"]["clusterIP"]
     wait_for(f"{vip} answering", lambda: http_get(vip, "/index.html")[0] == 200, timeout=30)
@@ -811,7 +832,7 @@ def rolling_update(c, key, label, mode=None, annotations=None, prestop=None, gra
     old_names = {p["metadata"]["name"] for p in old}
     load = loadlib.Load(vip, 80, rate=20, duration=60, long_every=5, long_seconds=4, timeout=20,
                         long_path=long_path).start()
-    followers = follow_pods(c, ns, "web", old_names)
+    followers = follow_pods(c, ns, "web", old_names, [sidecar["name"]] if sidecar else ())
     time.sleep(5)
     started = time.time()
     c.kubectl("-n", ns, "rollout", "restart", "deploy/web")
@@ -831,12 +852,21 @@ def rolling_update(c, key, label, mode=None, annotations=None, prestop=None, gra
                        "lastTimestamp": e.get("lastTimestamp")} for e in failed_hooks],
                   kubelet_hook_exits=kubelet_hook_exits(c, ns), terminations=terminations(c, ns, followers, old_names),
                   within_load=started - load.started + replaced + 3 < load.duration and time.time() >= load_end)
+    side = ""
+    if sidecar:
+        spec = template["spec"]
+        [s] = [x for x in spec.get("initContainers" if native else "containers", []) if x["name"] == sidecar["name"]]
+        result.update(sidecar=s["name"], native=native, sidecar_hook=s.get("lifecycle", {}).get("preStop"),
+                      sidecar_restart_policy=s.get("restartPolicy"),
+                      status=template["metadata"].get("annotations", {}).get("gracehook.io/status"))
+        side = (f"; {s['name']} ({'native' if native else 'classic'} sidecar) preStop "
+                f"{describe_hook(result['sidecar_hook'])}")
     c.shared[key] = result
     detail = ", ".join(f"{n} {k}" for k, n in sorted(summary["by_outcome"].items()))
     c.say(f"rolling update {label}: {summary['failed']} of {summary['requests']} requests failed"
           f"{' (' + detail + ')' if detail else ''}; rollout {rolled:.1f}s, old pods gone after {replaced:.1f}s; "
           f"preStop {describe_hook(result['hook'])}, grace {result['grace']}s; "
-          f"FailedPreStopHook events: {result['failed_prestop_hooks']}")
+          f"FailedPreStopHook events: {result['failed_prestop_hooks']}{side}")
     log(f"  old pods, from their deletion: {describe_terminations(result['terminations'])}")
     for failure in summary["failures"][:5]:
         log(f"  failed at {failure['at']}s {failure['path']}: {failure['outcome']} {failure['detail'][:80]}")
@@ -974,6 +1004,121 @@ def rolling_update_nginx_without_gracehook(c):
     result = nginx_rolling_update(c, "nginx-plain", "nginx without gracehook")
     expect(result["hook"] is None and result["grace"] == 30, (result["hook"], result["grace"]))
     expect(result["failed"] > 0, "no request failed without gracehook: nginx's SIGTERM proves nothing")
+
+
+# -- issue 22: through a mesh proxy ----------------------------------------
+#
+# The Service targets a stand-in for Istio's sidecar (programs/proxy.c, the
+# `proxy` image) in a container named `istio-proxy`: it listens on 8080 and
+# forwards each connection to Apache on 127.0.0.1:80. On SIGTERM it keeps
+# accepting and forwarding for its drain (2 s here, as
+# `terminationDrainDuration: 2s`), then exits 0 cutting whatever is open,
+# as pilot-agent ends Envoy. gracehook is told the same drain through the
+# pod's `proxy.istio.io/config`, Istio's own knob.
+PROXY_DRAIN = 2
+PROXY_PORT = 8080
+PROXY_ANNOTATIONS = {"proxy.istio.io/config": f"terminationDrainDuration: {PROXY_DRAIN}s"}
+
+
+def proxy_container(c, native=False):
+    container = {"name": "istio-proxy", "image": c.proxy, "imagePullPolicy": "Never",
+                 "args": [str(PROXY_PORT), "80", str(PROXY_DRAIN)],
+                 "ports": [{"containerPort": PROXY_PORT, "name": "http-proxy"}],
+                 # Ready once it forwards to a serving Apache.
+                 "readinessProbe": {"httpGet": {"path": "/index.html", "port": PROXY_PORT}, "periodSeconds": 1,
+                                    "failureThreshold": 1}}
+    if native:
+        container["restartPolicy"] = "Always"  # a native sidecar (an init container)
+    return container
+
+
+def proxy_rolling_update(c, key, label, mode=None, annotations=None, native=False):
+    return rolling_update(c, key, label, mode, annotations, sidecar=proxy_container(c, native), native=native,
+                          target_port=PROXY_PORT)
+
+
+def sidecar_annotations(**extra):
+    """The seed's scaled drain for Apache, and the proxy's drain for gracehook."""
+    return dict(SCALED, **{"gracehook.io/drain-command": APACHE_DRAIN}, **PROXY_ANNOTATIONS, **extra)
+
+
+def expect_no_kill(result):
+    """Every container of every old pod exited by itself (not 137), before
+    its pod's grace period ran out, and the old pods were gone before it."""
+    for name, facts in result["terminations"].items():
+        expect(facts["containers"] and all(facts["containers"].values()),
+               f"{name}: containers not all seen terminated: {facts['containers']}")
+        for container, state in facts["containers"].items():
+            expect(state["exitCode"] != 137 and state["beforeDeadline"] is not None and state["beforeDeadline"] > 0,
+                   f"{name}/{container}: {state}, grace {facts['grace']}s: SIGKILLed, or past its grace period")
+    # Each old pod was deleted after the rollout started and gone `replaced` s after it.
+    expect(result["replaced"] < min(f["grace"] for f in result["terminations"].values()),
+           f"old pods gone after {result['replaced']:.1f}s, not within their grace period")
+
+
+@scenario
+def rolling_update_through_a_classic_sidecar_proxy_with_gracehook(c):
+    """The proxy a regular container (Istio's injection without native
+    sidecars): gracehook's sidecar-aware plan gives it a native preStop
+    sleep of the application's need (drain delay + request timeout: 2 + 6),
+    so it outlasts Apache's drain; no request may fail."""
+    result = proxy_rolling_update(c, "proxy-classic", "through a classic sidecar proxy with gracehook", "enforce",
+                                  sidecar_annotations())
+    c.say(f"rolling update through a classic sidecar proxy with gracehook, old pods: "
+          f"{describe_terminations(result['terminations'])}")
+    expect(result["hook"] == {"exec": {"command": gracehook_hook(2, APACHE_DRAIN, 6)}}, f"preStop {result['hook']}")
+    expect(result["sidecar_hook"] == {"sleep": {"seconds": 2 + 6}},
+           f"istio-proxy's preStop {result['sidecar_hook']}, not sleep 8 (status {result['status']})")
+    expect(result["failed"] == 0, f"{result['failed']} requests failed: {result['failures'][:5]}")
+    expect(result["requests"] == 1200, result["requests"])
+    expect_no_kill(result)
+
+
+@scenario
+def rolling_update_through_a_classic_sidecar_proxy_with_the_old_plan(c):
+    """The contrast: the application-only plan (what gracehook did before,
+    and does with `gracehook.io/inject.istio-proxy: "false"`): Apache
+    drains, but the proxy gets SIGTERM at the deletion and exits 2 s later,
+    cutting the slow requests (4 s) still in flight through it."""
+    result = proxy_rolling_update(
+        c, "proxy-old-plan", "through a classic sidecar proxy with the old plan (no hook on the proxy)", "enforce",
+        sidecar_annotations(**{"gracehook.io/inject.istio-proxy": "false"}))
+    c.say(f"rolling update through a classic sidecar proxy with the old plan, old pods: "
+          f"{describe_terminations(result['terminations'])}")
+    expect(result["hook"] == {"exec": {"command": gracehook_hook(2, APACHE_DRAIN, 6)}}, f"preStop {result['hook']}")
+    expect(result["sidecar_hook"] is None, f"istio-proxy's preStop {result['sidecar_hook']} despite inject false")
+    expect(result["failed"] > 0, "no request failed through a proxy that exits 2s after the deletion: "
+                                 "the contrast proves nothing")
+
+
+@scenario
+def rolling_update_through_a_native_sidecar_proxy_with_gracehook(c):
+    """The proxy a native sidecar (an init container with `restartPolicy:
+    Always`): no hook (the kubelet stops it only after Apache has exited),
+    a grace period that includes its drain; no request may fail, and no
+    container is SIGKILLed."""
+    result = proxy_rolling_update(c, "proxy-native", "through a native sidecar proxy with gracehook", "enforce",
+                                  sidecar_annotations(), native=True)
+    c.say(f"rolling update through a native sidecar proxy with gracehook, old pods: "
+          f"{describe_terminations(result['terminations'])}")
+    expect(result["sidecar_restart_policy"] == "Always" and result["sidecar_hook"] is None,
+           f"istio-proxy: restartPolicy {result['sidecar_restart_policy']}, preStop {result['sidecar_hook']}")
+    expect(result["hook"] == {"exec": {"command": gracehook_hook(2, APACHE_DRAIN, 6)}}, f"preStop {result['hook']}")
+    expect(result["failed"] == 0, f"{result['failed']} requests failed: {result['failures'][:5]}")
+    expect(result["requests"] == 1200, result["requests"])
+    expect_no_kill(result)
+
+
+@scenario
+def rolling_update_through_a_native_sidecar_proxy_without_gracehook(c):
+    """The same pods without gracehook (no preStop, grace 30): Apache gets
+    SIGTERM at the deletion and stops at once. Reported, not asserted."""
+    result = proxy_rolling_update(c, "proxy-native-plain", "through a native sidecar proxy without gracehook",
+                                  annotations=dict(PROXY_ANNOTATIONS), native=True)
+    c.say(f"rolling update through a native sidecar proxy without gracehook, old pods: "
+          f"{describe_terminations(result['terminations'])}")
+    expect(result["hook"] is None and result["sidecar_hook"] is None, (result["hook"], result["sidecar_hook"]))
+    expect(result["requests"] == 1200, result["requests"])
 
 
 
