@@ -174,14 +174,12 @@ fn plan_risks(plan: &Plan, states: &[ContainerState], grace: i64) -> Vec<String>
         }
     }
     for sidecar in &plan.native_sidecars {
-        let need = sidecar.need().total();
-        if grace_seconds < need && sidecar.outlasts.shutdown.seconds > 0 {
+        let sigterm = sidecar.sigterm_at();
+        let shutdown = sidecar.outlasts.shutdown.seconds;
+        if shutdown > 0 && grace_seconds < sigterm.saturating_add(shutdown) {
             risks.push(format!(
-                "{}: grace period {grace}s shorter than the drain of {} ({}s) + this sidecar's shutdown ({}s)",
-                sidecar.name,
-                sidecar.outlasts.container,
-                need - sidecar.outlasts.shutdown.seconds,
-                sidecar.outlasts.shutdown.seconds
+                "{}: grace period {grace}s shorter than its SIGTERM at {sigterm}s (after the drain of {}) + its shutdown ({shutdown}s)",
+                sidecar.name, sidecar.outlasts.container,
             ));
         }
     }

@@ -176,7 +176,7 @@ fn native_sidecar_events(
 ) {
     let name = &sidecar.name;
     let shutdown = &sidecar.outlasts.shutdown;
-    let drained = sidecar.need().total().saturating_sub(shutdown.seconds);
+    let drained = sidecar.sigterm_at();
     let after = if sidecar.after > 0 {
         " and the native sidecars declared after it"
     } else {

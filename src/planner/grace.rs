@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! grace = max over eligible containers of (drain delay + request timeout)
-//!         + the longest sidecar shutdown + margin
+//!         + the sidecars' shutdown + margin
 //! ```
 //!
 //! set when the pod has none, raised when lower, never lowered; above
@@ -12,27 +12,33 @@ use thiserror::Error;
 
 use super::annotations as ann;
 
-/// What one container asks of the grace period: an application
-/// container's drain, or a sidecar's shutdown after the longest drain.
+/// What one application container asks of the grace period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Need<'a> {
-    /// The application container whose drain it is.
+    /// The container's name.
     pub container: &'a str,
     /// Its drain delay, in seconds.
     pub drain_delay: u64,
     /// Its request timeout, in seconds.
     pub request_timeout: u64,
-    /// A sidecar that stops after that drain, and its shutdown in seconds.
-    pub sidecar: Option<(&'a str, u64)>,
 }
 
 impl Need<'_> {
-    /// Drain delay + request timeout ([`needed`]), then the sidecar's
-    /// shutdown.
+    /// Drain delay + request timeout ([`needed`]).
     pub fn total(&self) -> u64 {
         needed(self.drain_delay, self.request_timeout)
-            .saturating_add(self.sidecar.map_or(0, |(_, s)| s))
     }
+}
+
+/// What the sidecars ask of the grace period after the longest drain
+/// (`docs/plan.md`, "Sidecars and mesh proxies").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SidecarShutdown<'a> {
+    /// Seconds: the longest classic sidecar's shutdown, or the native
+    /// sidecars' shutdowns one after the other, whichever is longer.
+    pub seconds: u64,
+    /// The sidecar with the longest shutdown of its own: the one to look at.
+    pub longest: &'a str,
 }
 
 /// The grace period would exceed `--max-grace`.
@@ -48,8 +54,8 @@ pub struct GraceTooLong {
     pub drain_delay: u64,
     /// Its request timeout.
     pub request_timeout: u64,
-    /// The sidecar that stops after it, and its shutdown.
-    pub sidecar: Option<(String, u64)>,
+    /// The sidecars' shutdown after the drain, when any.
+    pub sidecar_shutdown: u64,
     /// The pod's margin.
     pub margin: u64,
     /// The annotation that contributes most: the likely mistake.
@@ -64,7 +70,7 @@ impl std::fmt::Display for GraceTooLong {
             container,
             drain_delay,
             request_timeout,
-            sidecar,
+            sidecar_shutdown,
             margin,
             key,
         } = self;
@@ -72,8 +78,8 @@ impl std::fmt::Display for GraceTooLong {
             f,
             "terminationGracePeriodSeconds would be {grace}s (container {container}: drain delay {drain_delay}s + request timeout {request_timeout}s"
         )?;
-        if let Some((name, seconds)) = sidecar {
-            write!(f, ", then sidecar {name}'s shutdown {seconds}s")?;
+        if *sidecar_shutdown > 0 {
+            write!(f, ", then sidecar shutdown {sidecar_shutdown}s")?;
         }
         write!(
             f,
@@ -88,31 +94,40 @@ pub fn needed(drain_delay: u64, request_timeout: u64) -> u64 {
     drain_delay.saturating_add(request_timeout)
 }
 
-/// The grace period the `needs` of a pod's containers call for with `margin`
-/// on top, or an error naming the likely mistake when it exceeds `max`.
+/// The grace period the `needs` of a pod's containers call for, then its
+/// sidecars' shutdown, with `margin` on top, or an error naming the likely
+/// mistake when it exceeds `max`.
 pub fn required<'a>(
     needs: impl IntoIterator<Item = Need<'a>>,
+    sidecars: Option<SidecarShutdown<'_>>,
     margin: u64,
     max: u64,
 ) -> Result<u64, GraceTooLong> {
     let Some(longest) = needs.into_iter().max_by_key(Need::total) else {
         return Ok(margin);
     };
-    let grace = longest.total().saturating_add(margin);
+    let shutdown = sidecars.map_or(0, |s| s.seconds);
+    let grace = longest
+        .total()
+        .saturating_add(shutdown)
+        .saturating_add(margin);
     if grace <= max {
         return Ok(grace);
     }
     // Point at the biggest contributor: that is the likely mistake.
-    let shutdown = longest
-        .sidecar
-        .map(|(name, seconds)| (ann::per_container(ann::SIDECAR_SHUTDOWN, name), seconds));
+    let sidecar_key = sidecars.filter(|s| s.seconds > 0).map(|s| {
+        (
+            ann::per_container(ann::SIDECAR_SHUTDOWN, s.longest),
+            s.seconds,
+        )
+    });
     let (key, _) = [
         (ann::MARGIN.to_string(), margin),
         (ann::DRAIN_DELAY.to_string(), longest.drain_delay),
         (ann::REQUEST_TIMEOUT.to_string(), longest.request_timeout),
     ]
     .into_iter()
-    .chain(shutdown)
+    .chain(sidecar_key)
     .max_by_key(|(_, seconds)| *seconds)
     .unwrap_or((ann::REQUEST_TIMEOUT.to_string(), 0));
     Err(GraceTooLong {
@@ -121,9 +136,7 @@ pub fn required<'a>(
         container: longest.container.to_string(),
         drain_delay: longest.drain_delay,
         request_timeout: longest.request_timeout,
-        sidecar: longest
-            .sidecar
-            .map(|(name, seconds)| (name.to_string(), seconds)),
+        sidecar_shutdown: shutdown,
         margin,
         key,
     })

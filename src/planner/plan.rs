@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{Container, PodSpec};
 use thiserror::Error;
 
 use super::annotations::{self as ann, AnnotationError, Annotations, ContainerOverrides};
-use super::grace::{self, GraceTooLong, Need};
+use super::grace::{self, GraceTooLong, Need, SidecarShutdown, needed};
 use super::hook::{Hook, HookAction};
 use super::settings::{Mode, NamespaceDefaults, PrestopStyle, Settings};
 use super::sidecars::{self, Shutdown, SidecarKind};
@@ -67,18 +67,10 @@ pub struct NativeSidecar {
 }
 
 impl NativeSidecar {
-    /// What it asks of the grace period: the drain, the sidecars stopped
-    /// before it, then its own shutdown.
-    pub fn need(&self) -> Need<'_> {
-        Need {
-            container: &self.outlasts.container,
-            drain_delay: self.drain_delay,
-            request_timeout: self.request_timeout,
-            sidecar: Some((
-                &self.name,
-                self.after.saturating_add(self.outlasts.shutdown.seconds),
-            )),
-        }
+    /// When it gets SIGTERM at the latest: after the drain and the native
+    /// sidecars declared after it.
+    pub fn sigterm_at(&self) -> u64 {
+        needed(self.drain_delay, self.request_timeout).saturating_add(self.after)
     }
 }
 
@@ -91,27 +83,19 @@ impl ContainerPlan {
         }
     }
 
-    /// Drain delay + request timeout (and a sidecar's shutdown): what this
-    /// container needs of the grace period, margin aside ([`grace::needed`]).
+    /// Drain delay + request timeout: what this container needs of the
+    /// grace period, margin aside ([`grace::needed`]); for a classic
+    /// sidecar, the drain it outlasts.
     pub fn needed(&self) -> u64 {
         self.need().total()
     }
 
     /// What this container asks of the grace period.
     pub fn need(&self) -> Need<'_> {
-        match &self.sidecar {
-            None => Need {
-                container: &self.name,
-                drain_delay: self.drain_delay,
-                request_timeout: self.request_timeout,
-                sidecar: None,
-            },
-            Some(outlasts) => Need {
-                container: &outlasts.container,
-                drain_delay: self.drain_delay,
-                request_timeout: self.request_timeout,
-                sidecar: Some((&self.name, outlasts.shutdown.seconds)),
-            },
+        Need {
+            container: &self.name,
+            drain_delay: self.drain_delay,
+            request_timeout: self.request_timeout,
         }
     }
 }
@@ -330,9 +314,14 @@ fn decide(
     containers.sort_by_key(|c| c.index);
     let needs = containers
         .iter()
-        .map(ContainerPlan::need)
-        .chain(native_sidecars.iter().map(NativeSidecar::need));
-    let required_grace = grace::required(needs, inputs.margin, settings.max_grace)?;
+        .filter(|c| c.sidecar.is_none())
+        .map(ContainerPlan::need);
+    let required_grace = grace::required(
+        needs,
+        sidecar_shutdown(&containers, &native_sidecars),
+        inputs.margin,
+        settings.max_grace,
+    )?;
     let current_grace = spec.termination_grace_period_seconds;
     let status = status_record(grace::resulting(current_grace, required_grace), &containers);
     Ok(Decision::Plan(Plan {
@@ -346,6 +335,35 @@ fn decide(
         current_grace,
         notes,
     }))
+}
+
+/// The sidecars' part of the grace period: the longest classic sidecar's
+/// shutdown (they all get SIGTERM when their `sleep` ends), or the native
+/// ones' added up (the kubelet stops them one after the other), whichever
+/// is longer.
+fn sidecar_shutdown<'a>(
+    containers: &'a [ContainerPlan],
+    natives: &'a [NativeSidecar],
+) -> Option<SidecarShutdown<'a>> {
+    let classic = containers
+        .iter()
+        .filter_map(|c| Some((c.name.as_str(), c.sidecar.as_ref()?.shutdown.seconds)));
+    let native = natives
+        .iter()
+        .map(|n| (n.name.as_str(), n.outlasts.shutdown.seconds));
+    let longest = native
+        .clone()
+        .chain(classic.clone())
+        .max_by_key(|(_, s)| *s)?;
+    let seconds = classic
+        .map(|(_, s)| s)
+        .max()
+        .unwrap_or(0)
+        .max(native.map(|(_, s)| s).fold(0, u64::saturating_add));
+    Some(SidecarShutdown {
+        seconds,
+        longest: longest.0,
+    })
 }
 
 fn skip_reason(

@@ -12,7 +12,8 @@ use crate::planner::annotations as ann;
 use crate::planner::hook;
 
 /// The hook wanted per eligible container (`hooks`), then what happens to
-/// it (`plan`), as `PodInputs::wanted_hook` and `HookAction::decide` do.
+/// it (`apps`), as `PodInputs::wanted_hook` and `HookAction::decide` do.
+/// The sidecars join them in `plan` ([`super::sidecars`]).
 pub(super) fn hooks(options: &Options) -> Vec<Variable> {
     // A drain command needs sh, which Windows images lack.
     let runs_command = "(r.command != '' && !variables.windows)";
@@ -60,17 +61,17 @@ pub(super) fn hooks(options: &Options) -> Vec<Variable> {
          'kept': dyn(r.own && !{applied}), \
          'status': dyn(r.own ? ({applied} ? string(r.hook) : 'kept') : r.hook != '' ? string(r.hook) : 'none')}})"
     );
-    vec![var("hooks", hooks), var("plan", plan)]
+    vec![var("hooks", hooks), var("apps", plan)]
 }
 
-/// `grace = max(drain delay + request timeout) + margin`, set or raised,
-/// never lowered (`planner::grace`).
+/// `grace = max(drain delay + request timeout) + sidecar shutdown +
+/// margin`, set or raised, never lowered (`planner::grace`).
 pub(super) fn grace() -> Vec<Variable> {
     let current = "object.spec.terminationGracePeriodSeconds";
     vec![
         var(
             "required",
-            "size(variables.plan) == 0 ? variables.margin : variables.plan.map(p, int(p.delay) + int(p.timeout)).max() + variables.margin"
+            "size(variables.plan) == 0 ? variables.margin : variables.drain + variables.sidecarShutdown + variables.margin"
                 .to_string(),
         ),
         var(

@@ -8,7 +8,7 @@ use super::matching;
 use super::mutating::{self, Mutating};
 use super::options::Options;
 use super::validating::{self, Parts, Validating, validation};
-use super::{decisions, inputs, problems, sentences};
+use super::{decisions, inputs, problems, sentences, sidecars};
 use crate::planner::Mode;
 
 /// The MutatingAdmissionPolicy, and the ValidatingAdmissionPolicy that
@@ -53,6 +53,8 @@ fn core(options: &Options) -> Vec<Variable> {
     variables.push(problems::containers());
     variables.push(inputs::eligible());
     variables.extend(decisions::hooks(options));
+    variables.extend(sidecars::variables(options));
+    variables.push(sidecars::problems(options));
     variables.extend(decisions::grace());
     variables.extend(decisions::outcome());
     variables.extend(problems::grace(options));

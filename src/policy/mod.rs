@@ -6,8 +6,9 @@
 //!
 //! - [`cel`]: literals and the duration grammar in CEL;
 //! - [`Options`] and [`generate()`]: what to generate, and the policies;
-//! - `inputs`, `problems`, `decisions`, `sentences`: the variables the
-//!   policies share, in the order the planner reads and decides;
+//! - `inputs`, `problems`, `decisions`, `sidecars`, `sentences`: the
+//!   variables the policies share, in the order the planner reads and
+//!   decides;
 //! - [`matching`]: which requests and namespaces;
 //! - [`mutating`] and [`validating`]: the objects, typed with k8s-openapi.
 
@@ -20,6 +21,7 @@ pub mod mutating;
 mod options;
 mod problems;
 mod sentences;
+mod sidecars;
 pub mod validating;
 
 pub use generate::{AUDIT, ENFORCE, NOTES, Policies, generate, to_yaml};

@@ -119,20 +119,23 @@ pub(super) fn containers() -> Variable {
 }
 
 /// `PlanError::GraceTooLong`: the container that needs the longest grace
-/// (the last of equals, as `max_by_key` picks), and its largest part.
+/// (the last of equals, as `max_by_key` picks), the sidecars' shutdown
+/// after it, and the largest part.
 pub(super) fn grace(options: &Options) -> Vec<Variable> {
     let max = options.settings.max_grace;
     // A CEL int is an int64; no pod reaches a larger maximum.
     let bound = i64::try_from(max).unwrap_or(i64::MAX);
-    let longest = "variables.plan.filter(p, int(p.delay) + int(p.timeout) + variables.margin == variables.required)";
+    // The sidecars' shutdown comes last of the parts: the last of equals.
+    let sidecar = "variables.sidecarShutdown";
     let key = format!(
-        "(l.timeout >= l.delay && l.timeout >= variables.margin ? {} : l.delay >= variables.margin ? {} : {})",
+        "({sidecar} > 0 && {sidecar} >= l.timeout && {sidecar} >= l.delay && {sidecar} >= variables.margin ? {} + variables.longestSidecar : l.timeout >= l.delay && l.timeout >= variables.margin ? {} : l.delay >= variables.margin ? {} : {})",
+        cel::string(&format!("{}.", ann::SIDECAR_SHUTDOWN)),
         cel::string(ann::REQUEST_TIMEOUT),
         cel::string(ann::DRAIN_DELAY),
         cel::string(ann::MARGIN)
     );
     let message = format!(
-        "[{longest}[size({longest}) - 1]].map(l, 'terminationGracePeriodSeconds would be ' + string(variables.required) + 's (container ' + l.name + ': drain delay ' + string(l.delay) + 's + request timeout ' + string(l.timeout) + 's, plus margin ' + string(variables.margin) + 's), above the maximum of {max}s (--max-grace); lower ' + {key} + ', for example ' + {key} + ': \"30s\"')[0]"
+        "[variables.longest].map(l, 'terminationGracePeriodSeconds would be ' + string(variables.required) + 's (container ' + l.name + ': drain delay ' + string(l.delay) + 's + request timeout ' + string(l.timeout) + 's' + ({sidecar} > 0 ? ', then sidecar shutdown ' + string({sidecar}) + 's' : '') + ', plus margin ' + string(variables.margin) + 's), above the maximum of {max}s (--max-grace); lower ' + {key} + ', for example ' + {key} + ': \"30s\"')[0]"
     );
     vec![
         var(
@@ -141,7 +144,7 @@ pub(super) fn grace(options: &Options) -> Vec<Variable> {
         ),
         var(
             "problem",
-            "variables.podProblem != '' ? variables.podProblem : size(variables.containerProblems) > 0 ? variables.containerProblems[0] : variables.graceProblem"
+            "variables.podProblem != '' ? variables.podProblem : size(variables.containerProblems) > 0 ? variables.containerProblems[0] : size(variables.sidecarProblems) > 0 ? variables.sidecarProblems[0] : variables.graceProblem"
                 .to_string(),
         ),
     ]

@@ -32,7 +32,8 @@ const PER_CONTAINER: [&str; 4] = [
 
 /// The notes, in the planner's order: unknown keys (sorted, as a BTreeMap
 /// holds them), `gracehook.io/containers` names it cannot select, then per
-/// container a Windows command not run and a hook of its own kept; and with
+/// container a Windows command not run and a hook of its own kept, then the
+/// sidecars' notes; and with
 /// `with_self_exit` (enforce mode), last, the drain commands that end their
 /// server (`summary::self_exit_notes`).
 pub(super) fn notes(with_self_exit: bool) -> Variable {
@@ -42,18 +43,19 @@ pub(super) fn notes(with_self_exit: bool) -> Variable {
         .collect::<Vec<_>>()
         .join(", ");
     let unknown = format!(
-        "variables.annotations.filter(k, k.startsWith('gracehook.io/') && !(k in {}) && !object.spec.containers.exists(c, k in [{per_container}])).sort().map(k, 'ignored unknown annotation ' + k)",
-        cel::strings(POD_LEVEL)
+        "variables.annotations.filter(k, k.startsWith('gracehook.io/') && !(k in {}) && !object.spec.containers.exists(c, k in [{per_container}]) && !variables.sidecarNames.exists(n, k == {} + n)).sort().map(k, 'ignored unknown annotation ' + k)",
+        cel::strings(POD_LEVEL),
+        cel::string(&format!("{}.", ann::SIDECAR_SHUTDOWN))
     );
     let list = cel::string(ann::CONTAINERS);
     let missing = format!(
         "({} ? variables.only.filter(n, !object.spec.containers.exists(c, c.name == n)).map(n, {list} + ' names ' + n + ', ' + (object.spec.?initContainers.orValue([]).exists(c, c.name == n) ? 'an init container (init containers and native sidecars never get a hook)' : 'not a container of this pod')) : [])",
         has(&list)
     );
-    let containers = "variables.plan.map(p, [variables.windows && p.command != '' ? 'container ' + p.name + ' runs on Windows, which has no sh: its drain command is not run' + (p.delay > 0 ? ', only the delay' : '') : '', p.kept ? 'container ' + p.name + ' already has a preStop hook; kept it unchanged' : '']).flatten().filter(n, n != '')";
+    let containers = "variables.apps.map(p, [variables.windows && p.command != '' ? 'container ' + p.name + ' runs on Windows, which has no sh: its drain command is not run' + (p.delay > 0 ? ', only the delay' : '') : '', p.kept ? 'container ' + p.name + ' already has a preStop hook; kept it unchanged' : '']).flatten().filter(n, n != '')";
     let self_exiting = if with_self_exit {
         format!(
-            " + variables.plan.filter(p, !variables.windows && !p.kept && p.command != '' && p.command.matches({})).map(p, 'container ' + p.name + {})",
+            " + variables.apps.filter(p, !variables.windows && !p.kept && p.command != '' && p.command.matches({})).map(p, 'container ' + p.name + {})",
             cel::string(self_exit::SELF_EXITING),
             cel::string(self_exit::NOTE)
         )
@@ -62,7 +64,7 @@ pub(super) fn notes(with_self_exit: bool) -> Variable {
     };
     var(
         "notes",
-        format!("{unknown} + {missing} + {containers}{self_exiting}"),
+        format!("{unknown} + {missing} + {containers} + variables.sidecarNotes{self_exiting}"),
     )
 }
 

@@ -4,14 +4,19 @@ native sidecars, trimmed to what gracehook reads and what the API server
 requires, after Istio's injection-template.yaml and Linkerd's _proxy.tpl as
 of Istio 1.28 and Linkerd 2.20), mesh settings that contradict the plan, a
 sidecar the user names, and both webhook orders: the mesh injector before
-gracehook (the pod arrives injected) and after it (a MutatingAdmissionPolicy
-that injects, which makes the API server call gracehook again,
-`reinvocationPolicy: IfNeeded`). Either order must store the same pod, and
-gracehook on the stored pod must change nothing.
+gracehook (the pod arrives injected, or a MutatingAdmissionPolicy injects:
+the API server runs those before webhooks) and after it (an injecting webhook
+whose configuration sorts after gracehook's, which makes the API server call
+gracehook again, `reinvocationPolicy: IfNeeded`). Every order must store the
+same pod, and gracehook on the stored pod must change nothing.
 """
 
+import base64
+import http.server
 import json
+import ssl
 import subprocess
+import threading
 
 from cluster import SEED, log
 from harness import expect, scenario, wait_for
@@ -134,13 +139,16 @@ def injected_mesh_pods_are_planned_whole(c):
                                   "preStop": {"sleep": {"seconds": APP_DRAIN}}}, proxy.get("lifecycle"))
     expect(p["spec"]["terminationGracePeriodSeconds"] == APP_DRAIN + 20 + MARGIN, p["spec"])
     expect(status(p)["containers"] == {"istio-proxy": "sleep", "web": "exec"}, status(p))
-    expect(named(p, "istio-init", init=True) == istio_init(), "istio-init changed")
+    init = named(p, "istio-init", init=True)
+    expect(init["args"] == istio_init()["args"] and "lifecycle" not in init, f"istio-init changed: {init}")
     expect(unchanged_by_a_second_pass(c, p), "a second pass changed the Istio classic pod")
     found.append(f"Istio classic: proxy sleeps {APP_DRAIN}s, grace {p['spec']['terminationGracePeriodSeconds']}")
 
     # Istio, native: no hook on the proxy, its default 5s drain in the grace.
     p, _ = create(c, ns, meshed("istio-native", [web()], [istio_init(), istio_proxy(native=True)]))
-    expect(named(p, "istio-proxy", init=True) == istio_proxy(native=True), "the native istio-proxy changed")
+    proxy = named(p, "istio-proxy", init=True)
+    expect(proxy["lifecycle"] == istio_proxy(native=True)["lifecycle"] and proxy["restartPolicy"] == "Always",
+           f"the native istio-proxy changed: {proxy}")
     expect(p["spec"]["terminationGracePeriodSeconds"] == APP_DRAIN + 5 + MARGIN, p["spec"])
     expect(status(p)["containers"] == {"web": "exec"}, status(p))
     expect(unchanged_by_a_second_pass(c, p), "a second pass changed the Istio native pod")
@@ -197,18 +205,23 @@ def injected_mesh_pods_are_planned_whole(c):
 
 def injector(name, native):
     """A MutatingAdmissionPolicy that injects istio-proxy as Istio's
-    injector would, into pods labelled `mesh.e2e/inject=<name>`: it runs
-    after gracehook's webhook, so the API server calls gracehook again."""
-    proxy = istio_proxy(native=native, drain="20s")
-    env = ", ".join(f"Object.spec.containers.env{{name: {json.dumps(e['name'])}, value: {json.dumps(e['value'])}}}"
-                    for e in proxy["env"] if "value" in e)
+    injector would (the fields gracehook reads), into pods labelled
+    `mesh.e2e/inject=<name>`: it runs after gracehook's webhook, so the API
+    server calls gracehook again. Returns it, its binding, and the
+    container it injects."""
+    full = istio_proxy(native=native, drain="20s")
+    proxy = {"name": "istio-proxy", "image": ISTIO_IMAGE,
+             "env": [e for e in full["env"] if "value" in e]}
     kind = "initContainers" if native else "containers"
+    env = ", ".join(f"Object.spec.{kind}.env{{name: {json.dumps(e['name'])}, value: {json.dumps(e['value'])}}}"
+                    for e in proxy["env"])
     fields = f"name: 'istio-proxy', image: {json.dumps(ISTIO_IMAGE)}, env: [{env}]"
     if native:
+        proxy["restartPolicy"] = "Always"
+        proxy["lifecycle"] = full["lifecycle"]
         fields += (", restartPolicy: 'Always', lifecycle: Object.spec.initContainers.lifecycle{preStop: "
                    "Object.spec.initContainers.lifecycle.preStop{exec: Object.spec.initContainers.lifecycle.preStop"
                    ".exec{command: ['pilot-agent', 'request', '--debug-port=15020', 'POST', 'drain']}}}")
-    fields = fields.replace("Object.spec.containers.env", f"Object.spec.{kind}.env")
     value = f"Object.spec.{kind}{{{fields}}}"
     patch = (f"has(object.spec.{kind}) ? [JSONPatch{{op: 'add', path: '/spec/{kind}/-', value: {value}}}] "
              f": [JSONPatch{{op: 'add', path: '/spec/{kind}', value: [{value}]}}]")
@@ -229,6 +242,76 @@ def injector(name, native):
     return policy, binding, proxy
 
 
+class Injector:
+    """A mesh injector webhook on loopback (the e2e webhook certificate):
+    adds `proxy` to pods labelled `mesh.e2e/inject=<label>` that lack it.
+    Registered as `zz-mesh-injector`, it sorts after gracehook's
+    configuration, so the API server calls it after gracehook."""
+
+    def __init__(self, c, label, proxy, native):
+        kind = "initContainers" if native else "containers"
+        calls = self.calls = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                request = review["request"]
+                spec = request["object"]["spec"]
+                calls.append(request["uid"])
+                response = {"uid": request["uid"], "allowed": True}
+                if not any(x["name"] == proxy["name"] for x in spec.get(kind) or []):
+                    patch = ([{"op": "add", "path": f"/spec/{kind}/-", "value": proxy}] if spec.get(kind)
+                             else [{"op": "add", "path": f"/spec/{kind}", "value": [proxy]}])
+                    response.update(patchType="JSONPatch", patch=base64.b64encode(json.dumps(patch).encode()).decode())
+                body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                                   "response": response}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(f"{c.webhook_dir}/tls.crt", f"{c.webhook_dir}/tls.key")
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.c = c
+        c.kubectl("apply", "-f", "-", input=json.dumps({
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": "zz-mesh-injector"},
+            "webhooks": [{"name": "inject.mesh.e2e",
+                          "clientConfig": {"url": f"https://127.0.0.1:{self.server.server_address[1]}/inject",
+                                           "caBundle": c.ca_bundle},
+                          "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                                     "resources": ["pods"]}],
+                          "objectSelector": {"matchLabels": {"mesh.e2e/inject": label}},
+                          "admissionReviewVersions": ["v1"], "sideEffects": "None", "failurePolicy": "Fail",
+                          "reinvocationPolicy": "IfNeeded", "timeoutSeconds": 5}]}))
+
+    def stop(self):
+        self.c.kubectl("delete", "mutatingwebhookconfiguration", "zz-mesh-injector", check=False)
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def injected_by(c, ns, label):
+    """Whether a dry-run pod labelled `label` comes back with the proxy."""
+    probe = {"apiVersion": "v1", "kind": "Pod",
+             "metadata": {"name": "probe", "namespace": ns, "labels": {"mesh.e2e/inject": label}},
+             "spec": {"containers": [web()]}}
+    return "istio-proxy" in c.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-",
+                                      input=json.dumps(probe)).stdout
+
+
+def gracehook_patches(c):
+    return c.metrics().get('{path="/mutate",outcome="patched"}', 0)
+
+
 @scenario
 def a_mesh_injector_before_or_after_gracehook_stores_the_same_pod(c):
     ns = c.namespace("mesh-order", "enforce")
@@ -236,46 +319,51 @@ def a_mesh_injector_before_or_after_gracehook_stores_the_same_pod(c):
     outcomes = []
     for name, native in (("classic", False), ("native", True)):
         policy, binding, proxy = injector(name, native)
+
+        def create_labelled(pod_name, label):
+            p = {"apiVersion": "v1", "kind": "Pod",
+                 "metadata": {"name": pod_name, "annotations": annotations, "labels": {"mesh.e2e/inject": label}},
+                 "spec": {"containers": [web()]}}
+            before = gracehook_patches(c)
+            stored, _ = create(c, ns, p)
+            return stored, gracehook_patches(c) - before
+
+        # Before gracehook, in the admission chain: a MutatingAdmissionPolicy.
         c.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
                                                          "items": [policy, binding]}))
         try:
-            probe = {"apiVersion": "v1", "kind": "Pod",
-                     "metadata": {"name": "probe", "namespace": ns, "labels": {"mesh.e2e/inject": name}},
-                     "spec": {"containers": [web()]}}
-            injected = lambda: "istio-proxy" in c.kubectl(  # noqa: E731
-                "create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(probe)).stdout
-            wait_for(f"the {name} injector policy", injected, timeout=30, interval=0.5)
-            before_calls = c.metrics()
-            # After gracehook: the injector policy adds the proxy, the API
-            # server calls gracehook again.
-            after = {"apiVersion": "v1", "kind": "Pod",
-                     "metadata": {"name": f"after-{name}", "annotations": annotations,
-                                  "labels": {"mesh.e2e/inject": name}},
-                     "spec": {"containers": [web()]}}
-            p_after, _ = create(c, ns, after)
-            calls = c.metrics()
-            key = '{path="/mutate",outcome="patched"}'
-            patched = calls.get(key, 0) - before_calls.get(key, 0)
-            # Before gracehook: the pod arrives injected, the same proxy.
-            spec = {"containers": [web()]}
-            spec["initContainers" if native else "containers"] = (
-                [proxy] if native else [web(), proxy])
-            before = {"apiVersion": "v1", "kind": "Pod",
-                      "metadata": {"name": f"before-{name}", "annotations": annotations},
-                      "spec": spec}
-            p_before, _ = create(c, ns, before)
+            wait_for(f"the {name} injector policy", lambda: injected_by(c, ns, name), timeout=30, interval=0.5)
+            by_policy, policy_patches = create_labelled(f"policy-{name}", name)
         finally:
             c.kubectl("delete", "mutatingadmissionpolicybinding,mutatingadmissionpolicy", f"inject-{name}")
+        # After gracehook: a webhook whose configuration sorts after it.
+        hook = Injector(c, f"{name}-webhook", proxy, native)
+        try:
+            wait_for(f"the {name} injector webhook", lambda: injected_by(c, ns, f"{name}-webhook"), timeout=30,
+                     interval=0.5)
+            by_webhook, webhook_patches = create_labelled(f"webhook-{name}", f"{name}-webhook")
+        finally:
+            hook.stop()
+        # Injected before it reached the API server.
+        spec = {"containers": [web()]}
+        if native:
+            spec["initContainers"] = [proxy]
+        else:
+            spec["containers"].append(proxy)
+        pre, _ = create(c, ns, {"apiVersion": "v1", "kind": "Pod",
+                                "metadata": {"name": f"pre-{name}", "annotations": annotations}, "spec": spec})
         keys = ("containers", "initContainers", "terminationGracePeriodSeconds")
-        a = {k: p_after["spec"].get(k) for k in keys}
-        b = {k: p_before["spec"].get(k) for k in keys}
-        expect(a == b, f"{name}: the injector's order changed the pod:\n  after  {json.dumps(a)}\n  before {json.dumps(b)}")
-        expect(p_after["metadata"]["annotations"]["gracehook.io/status"]
-               == p_before["metadata"]["annotations"]["gracehook.io/status"], "the status records differ")
-        expect(p_after["spec"]["terminationGracePeriodSeconds"] == APP_DRAIN + 20 + MARGIN, p_after["spec"])
-        expect(patched == 2, f"{name}: gracehook patched {patched} times, not twice (before and after the injector)")
-        expect(unchanged_by_a_second_pass(c, p_after), f"{name}: a second pass changed the pod")
-        outcomes.append(f"{name}: same pod either order, grace {p_after['spec']['terminationGracePeriodSeconds']}, "
-                        f"gracehook patched twice when the injector ran after it")
+        shape = {label: ({k: p["spec"].get(k) for k in keys}, p["metadata"]["annotations"]["gracehook.io/status"])
+                 for label, p in (("pre-injected", pre), ("policy before", by_policy), ("webhook after", by_webhook))}
+        expect(len({json.dumps(v, sort_keys=True) for v in shape.values()}) == 1,
+               f"{name}: the order changed the pod:\n" + "\n".join(f"  {k}: {json.dumps(v)}" for k, v in shape.items()))
+        expect(pre["spec"]["terminationGracePeriodSeconds"] == APP_DRAIN + 20 + MARGIN, pre["spec"])
+        expect(policy_patches == 1, f"{name}: gracehook patched {policy_patches} times after the policy injected")
+        expect(webhook_patches == 2,
+               f"{name}: gracehook patched {webhook_patches} times, not twice (before and after the webhook injected)")
+        expect(unchanged_by_a_second_pass(c, by_webhook), f"{name}: a second pass changed the pod")
+        outcomes.append(f"{name}: the same pod pre-injected, injected before gracehook (a policy) and after it "
+                        f"(a webhook: gracehook called again, patched twice), grace "
+                        f"{pre['spec']['terminationGracePeriodSeconds']}")
     log("; ".join(outcomes))
     c.kubectl("delete", "namespace", ns, "--wait=false")

@@ -20,6 +20,7 @@ import subprocess
 import time
 
 from cluster import REPO, SEED, SEED_HOOK, log, percentile, pod
+from mesh import istio_init, istio_proxy, linkerd_init, linkerd_proxy, meshed
 from harness import expect, scenario, wait_for
 
 # The documented differences (docs/policy.md, "Differences"), by name: the
@@ -34,12 +35,7 @@ DIFFERENCES = {
     "notes-when-unchanged": "the notes warning also comes for a pod that needed no change",
     "duration-overflow": "a Go-style duration beyond int64 nanoseconds fails in CEL: denied with the API server's "
                          "error in enforce mode, no warning in audit mode",
-    "sidecars": "the policies plan the application containers only: no hook on a classic sidecar, no sidecar "
-                "shutdown in the grace period, no sidecar notes",
 }
-
-# gracehook's default --skip-containers: the classic sidecars.
-DEFAULT_SKIP = ("istio-proxy", "linkerd-proxy")
 
 # Go-style durations beyond int64 nanoseconds (about 292 years): the
 # webhook reads them and refuses the grace period above --max-grace; CEL's
@@ -242,6 +238,7 @@ def named_cases(c):
                                 | {"gracehook.io/drain-command.c5": "nginx -s quit"},
                                 containers=[container(f"c{i}") for i in range(40)])),
     ]
+    cases += mesh_cases()
     for value in DURATIONS_OVERFLOW:
         cases.append((f"overflow: drain-delay {value!r}", pod("x", {"gracehook.io/drain-delay": value})))
     for value in DURATIONS_OK + DURATIONS_BAD:
@@ -263,6 +260,60 @@ def named_cases(c):
                        ("gracehook.io/drain-command", "nginx -s quit \\")]:
         cases.append((f"{key} {value!r}", pod("x", {key: value})))
     return cases
+
+
+def mesh_cases():
+    """Istio- and Linkerd-injected pods (tests/e2e/mesh.py), mesh settings
+    read, unreadable and contradicting the plan, and named sidecars."""
+    web = {"name": "web", "image": "httpd:2.4.43"}
+    shipper = {"name": "log-shipper", "image": "fluent/fluent-bit:3.0", "restartPolicy": "Always"}
+    cases = [
+        ("Istio classic, 20s drain, hold", meshed("x", [istio_proxy(drain="20s", hold=True), web], [istio_init()],
+                                                  {"proxy.istio.io/config": "terminationDrainDuration: 20s"})),
+        ("Istio native", meshed("x", [web], [istio_init(), istio_proxy(native=True)])),
+        ("Istio native, drain in PROXY_CONFIG only", meshed("x", [web], [istio_proxy(native=True, drain="40s")])),
+        ("Istio, JSON config", meshed("x", [web, istio_proxy()], [],
+                                      {"proxy.istio.io/config": '{ "terminationDrainDuration": "1m" }'})),
+        ("Istio, unreadable config", meshed("x", [web, istio_proxy(drain="12s")], [],
+                                            {"proxy.istio.io/config": "terminationDrainDuration: forever"})),
+        ("Istio, key without value", meshed("x", [web, istio_proxy()], [],
+                                            {"proxy.istio.io/config": "terminationDrainDuration"})),
+        ("Istio, exit on zero", meshed("x", [web, {**istio_proxy(), "env": [
+            {"name": "EXIT_ON_ZERO_ACTIVE_CONNECTIONS", "value": "true"},
+            {"name": "MINIMUM_DRAIN_DURATION", "value": "2s"}]}])),
+        ("Istio, exit on zero, bad minimum", meshed("x", [web, {**istio_proxy(), "env": [
+            {"name": "EXIT_ON_ZERO_ACTIVE_CONNECTIONS", "value": "true"},
+            {"name": "MINIMUM_DRAIN_DURATION", "value": "soon"}]}])),
+        ("Istio opted out, 5s drain", meshed("x", [web, istio_proxy(drain="5s")], [],
+                                             {"gracehook.io/inject.istio-proxy": "false",
+                                              "proxy.istio.io/config": "terminationDrainDuration: 5s"})),
+        ("Istio proxy with a hook already", meshed("x", [web, {**istio_proxy(), "lifecycle": {
+            "preStop": {"sleep": {"seconds": 33}}}}])),
+        ("Linkerd classic, wait before exit 5", meshed("x", [linkerd_proxy(wait_before_exit=5), web],
+                                                       [linkerd_init()])),
+        ("Linkerd classic, sh sleep 60", meshed("x", [{**linkerd_proxy(), "lifecycle": {"preStop": {"exec": {
+            "command": ["sh", "-c", "sleep 60"]}}}}, web])),
+        ("Linkerd native, 30s grace", meshed("x", [web], [linkerd_init(), linkerd_proxy(native=True, grace="30000ms")],
+                                             {"config.linkerd.io/shutdown-grace-period": "30s"})),
+        ("Linkerd native, unreadable grace", meshed("x", [web], [linkerd_proxy(native=True, grace="later")])),
+        ("two native sidecars add up", meshed("x", [web], [linkerd_proxy(native=True, grace="10s"), shipper],
+                                              {"gracehook.io/sidecar-shutdown.log-shipper": "4s"})),
+        ("a named sidecar, its typo", meshed("x", [web], [shipper], {"gracehook.io/sidecar-shutdown.log-shiper": "8s",
+                                                                     "gracehook.io/sidecar-shutdown.web": "1s"})),
+        ("an invalid sidecar shutdown", meshed("x", [web], [shipper],
+                                               {"gracehook.io/sidecar-shutdown.log-shipper": "soon"})),
+        ("an invalid sidecar inject", meshed("x", [web, istio_proxy()], [], {"gracehook.io/inject.istio-proxy": "no"})),
+        ("a sidecar shutdown above the maximum", meshed("x", [web], [shipper],
+                                                        {"gracehook.io/sidecar-shutdown.log-shipper": "2h"})),
+        ("only a proxy, an invalid sidecar shutdown", {"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": "x", "annotations": {"gracehook.io/sidecar-shutdown.istio-proxy": "soon"}},
+            "spec": {"containers": [istio_proxy()]}}),
+        ("Windows, a classic proxy", {**meshed("x", [web, istio_proxy()]),
+                                      "spec": {"os": {"name": "windows"}, "containers": [web, istio_proxy()]}}),
+        ("no drain, a classic proxy", meshed("x", [web, istio_proxy()], [], {"gracehook.io/drain-delay": "0",
+                                                                             "gracehook.io/request-timeout": "0"})),
+    ]
+    return [(label, p) for label, p in cases]
 
 
 def generated_cases(seed, count):
@@ -299,8 +350,20 @@ def generated_cases(seed, count):
             annotations["gracehook.io/mode"] = rng.choice(["audit", "enforce", "bogus"])
         if rng.random() < 0.05:
             annotations["gracehook.io/drain-dealy"] = "3s"
+        # Sidecars: a native one now and then, their shutdowns, Istio's drain.
+        init = []
+        if rng.random() < 0.25:
+            init.append({**container("shipper"), "restartPolicy": "Always"})
+        for name in chosen + [c["name"] for c in init]:
+            if rng.random() < 0.15:
+                annotations[f"gracehook.io/sidecar-shutdown.{name}"] = rng.choice(DURATIONS_OK + DURATIONS_BAD[:2])
+        if rng.random() < 0.1:
+            annotations["proxy.istio.io/config"] = f"terminationDrainDuration: {rng.choice(DURATIONS_OK + ['x'])}"
         grace = rng.choice([None, None, 0, 10, 30, 45, 600])
-        cases.append((f"generated #{i} (seed {seed})", pod("x", annotations, containers=containers, grace=grace)))
+        p = pod("x", annotations, containers=containers, grace=grace)
+        if init:
+            p["spec"]["initContainers"] = init
+        cases.append((f"generated #{i} (seed {seed})", p))
     return cases
 
 
@@ -323,47 +386,10 @@ def stored(body):
             "spec": body.get("spec")}
 
 
-def sidecars_of(request, skip):
-    """The sidecars gracehook's webhook plans (docs/plan.md): classic ones
-    named in --skip-containers, native ones (restartPolicy: Always)."""
-    spec = request.get("spec") or {}
-    return ([c["name"] for c in spec.get("containers") or [] if c.get("name") in skip]
-            + [c["name"] for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"])
-
-
-def application_only(body, skip):
-    """A stored pod as the policies plan it when it has sidecars
-    (`sidecars`): the application containers, not the grace period and the
-    status record that the sidecars change."""
-    s = copy.deepcopy(stored(body))
-    s["annotations"].pop("gracehook.io/status", None)
-    s["spec"].pop("terminationGracePeriodSeconds", None)
-    s["spec"]["containers"] = [c for c in s["spec"]["containers"] if c["name"] not in skip]
-    return s
-
-
-def compare_with_sidecars(webhook, policy, skip):
-    """`sidecars`: the application containers alike; a pod the webhook
-    refuses only for a sidecar's shutdown may pass the policies."""
-    if webhook["status"] != 201 and policy["status"] == 201 and "then sidecar" in gracehook_message(webhook["body"]):
-        return []
-    if webhook["status"] != policy["status"]:
-        return [f"with sidecars: webhook HTTP {webhook['status']} {gracehook_message(webhook['body'])!r}, "
-                f"policy HTTP {policy['status']} {gracehook_message(policy['body'])!r}"]
-    if webhook["status"] != 201:
-        w, p = gracehook_message(webhook["body"]), gracehook_message(policy["body"])
-        return [] if w == p or validation_error(policy) else [f"with sidecars, denied for other reasons: {w!r}, {p!r}"]
-    w, p = application_only(webhook["body"], skip), application_only(policy["body"], skip)
-    return [] if w == p else [f"application containers differ beside sidecars:\n    webhook {json.dumps(w, sort_keys=True)}\n"
-                              f"    policy  {json.dumps(p, sort_keys=True)}"]
-
-
-def compare(mode, webhook, policy, label="", request=None, skip=DEFAULT_SKIP):
+def compare(mode, webhook, policy, label=""):
     """What differs between the webhook's and the policies' answers, with
     the documented differences excused."""
     problems = []
-    if request is not None and sidecars_of(request, skip):
-        return compare_with_sidecars(webhook, policy, skip)
     if label.startswith("overflow: "):  # `duration-overflow`
         too_large = "above the maximum of"
         if mode == "enforce":
@@ -451,19 +477,16 @@ def differential(c, variant, cases, flags=(), server_flags=(), ns_annotations=No
         if server:
             c.register(c.webhook_port, c.metrics_port)
             c.stop(f"gracehook-{variant}")
-    skip = tuple(flags[flags.index("--skip-containers") + 1].split(",")) if "--skip-containers" in flags \
-        else DEFAULT_SKIP
-    failures, denied, mutated, meshed = [], 0, 0, 0
+    failures, denied, mutated = [], 0, 0
     for mode in ("enforce", "audit"):
-        for i, (label, request) in enumerate(cases):
+        for i, (label, _) in enumerate(cases):
             webhook, policy = results[("webhook", mode)][i], results[("policy", mode)][i]
             denied += webhook["status"] != 201
             mutated += mode == "enforce" and "gracehook.io/status" in stored(webhook["body"])["annotations"]
-            meshed += bool(sidecars_of(request, skip))
-            for problem in compare(mode, webhook, policy, label, request, skip):
+            for problem in compare(mode, webhook, policy, label):
                 failures.append(f"{variant}/{mode} c{i} {label}: {problem}")
     log(f"policy vs webhook, {variant}: {len(cases)} pods x 2 modes, {mutated} mutated, {denied} denied, "
-        f"{meshed} with sidecars (compared as `sidecars` excuses), {len(failures)} differences")
+        f"{len(failures)} differences")
     expect(not failures, f"{len(failures)} differences:\n" + "\n".join(failures[:15]))
     expect(mutated > 0 and denied > 0, "nothing was mutated or denied: the comparison proves nothing")
     return results

@@ -109,7 +109,7 @@ fn sidecars_that_exit_before_the_drain_are_risks() {
     assert_eq!(
         native.risks,
         [
-            "linkerd-proxy: grace period 40s shorter than the drain of web (35s) + this sidecar's shutdown (30s)"
+            "linkerd-proxy: grace period 40s shorter than its SIGTERM at 35s (after the drain of web) + its shutdown (30s)"
         ]
     );
 }

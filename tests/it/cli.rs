@@ -395,7 +395,10 @@ fn explain_prints_the_termination_timeline() {
             "tests/fixtures/multi-container.yaml",
             "tests/fixtures/explain/multi-container.txt",
         ),
-        ("tests/fixtures/mesh.yaml", "tests/fixtures/explain/mesh.txt"),
+        (
+            "tests/fixtures/mesh.yaml",
+            "tests/fixtures/explain/mesh.txt",
+        ),
     ] {
         let output = gracehook(&["mutate", "-f", input, "-o", "explain"]);
         assert!(output.status.success(), "{}", stderr(&output));

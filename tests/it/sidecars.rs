@@ -171,7 +171,7 @@ fn a_sidecar_shutdown_above_max_grace_names_the_annotation() {
     assert_eq!(too_long.key, "gracehook.io/sidecar-shutdown.log-shipper");
     assert_eq!(
         error.to_string(),
-        "terminationGracePeriodSeconds would be 7240s (container web: drain delay 3s + request timeout 30s, then sidecar log-shipper's shutdown 7200s, plus margin 7s), above the maximum of 3600s (--max-grace); lower gracehook.io/sidecar-shutdown.log-shipper, for example gracehook.io/sidecar-shutdown.log-shipper: \"30s\""
+        "terminationGracePeriodSeconds would be 7240s (container web: drain delay 3s + request timeout 30s, then sidecar shutdown 7200s, plus margin 7s), above the maximum of 3600s (--max-grace); lower gracehook.io/sidecar-shutdown.log-shipper, for example gracehook.io/sidecar-shutdown.log-shipper: \"30s\""
     );
 }
 
