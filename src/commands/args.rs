@@ -33,7 +33,7 @@ pub struct PlanningArgs {
     /// Largest grace period gracehook will set; pods asking for more are invalid.
     #[arg(long, env = "GRACEHOOK_MAX_GRACE", default_value_t = Seconds(DEFAULT_MAX_GRACE), value_parser = seconds_arg)]
     pub max_grace: Seconds,
-    /// Containers that never get a hook (comma-separated).
+    /// Classic sidecars (comma-separated): no drain hook of their own, a sleep that outlasts the application's drain.
     #[arg(long, env = "GRACEHOOK_SKIP_CONTAINERS", value_delimiter = ',', default_values_t = owned(DEFAULT_SKIP_CONTAINERS))]
     pub skip_containers: Vec<String>,
     /// Namespaces whose pods are never touched (comma-separated).

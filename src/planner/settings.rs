@@ -209,8 +209,10 @@ pub struct Settings {
     /// A computed grace period above this is refused as a likely typo
     /// (`request-timeout: 30m` meant as seconds, say).
     pub max_grace: u64,
-    /// Containers that never get a hook: service-mesh proxies, which have their
-    /// own drain logic and must outlive the application container.
+    /// Classic sidecars: service-mesh proxies and the like, which must
+    /// outlive the application's drain; they get no drain hook of their own,
+    /// only a `sleep` as long as it (`docs/plan.md`, "Sidecars and mesh
+    /// proxies").
     pub skip_containers: BTreeSet<String>,
     /// Namespaces whose pods are left alone even when the webhook is called.
     pub exclude_namespaces: BTreeSet<String>,
