@@ -47,9 +47,35 @@ fn with_big_annotation(bytes: usize) -> Value {
     review
 }
 
+/// The typical pod as Istio's injector leaves it: a classic `istio-proxy`
+/// with its ~20 environment variables (a 20s drain in `PROXY_CONFIG`) and
+/// `istio-init`: the sidecar planning and the environment the view reads.
+fn istio_classic() -> Value {
+    let mut review = typical();
+    let env: Vec<Value> = (0..18)
+        .map(|i| json!({"name": format!("ISTIO_META_{i}"), "value": "x".repeat(24)}))
+        .chain([
+            json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
+            json!({"name": "PROXY_CONFIG", "value": "{\"terminationDrainDuration\":\"20s\"}"}),
+        ])
+        .collect();
+    let spec = &mut review["request"]["object"]["spec"];
+    if let Some(containers) = spec["containers"].as_array_mut() {
+        containers.push(
+            json!({"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.28.0",
+            "args": ["proxy", "sidecar"], "env": env,
+            "lifecycle": {"postStart": {"exec": {"command": ["pilot-agent", "wait"]}}}}),
+        );
+    }
+    spec["initContainers"] =
+        json!([{"name": "istio-init", "image": "docker.io/istio/proxyv2:1.28.0"}]);
+    review
+}
+
 fn cases() -> Vec<(&'static str, Vec<u8>)> {
     [
         ("typical", typical()),
+        ("istio-classic", istio_classic()),
         ("30-containers", with_containers(30)),
         ("100KB-annotation", with_big_annotation(100 * 1024)),
     ]

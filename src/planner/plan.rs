@@ -12,7 +12,7 @@ use super::annotations::{self as ann, AnnotationError, Annotations, ContainerOve
 use super::grace::{self, GraceTooLong, Need, SidecarShutdown, needed};
 use super::hook::{Hook, HookAction};
 use super::settings::{Mode, NamespaceDefaults, PrestopStyle, Settings};
-use super::sidecars::{self, Shutdown, SidecarKind};
+use super::sidecars::{self, Shutdown, Sidecar, SidecarKind};
 
 /// The plan for one eligible container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,11 +306,18 @@ fn decide(
             containers.push(c);
         }
     }
-    let Some(longest) = containers.iter().max_by_key(|c| c.needed()).cloned() else {
+    if containers.is_empty() {
         return Ok(Decision::Skip(Skip::NoEligibleContainers));
+    }
+    let found = sidecars::find(spec, |name| settings.skip_containers.contains(name));
+    let native_sidecars = match containers.iter().max_by_key(|c| c.needed()) {
+        // Most pods have no sidecar: nothing to clone for them.
+        Some(longest) if !found.is_empty() => {
+            let longest = longest.clone();
+            inputs.plan_sidecars(found, annotations, &longest, &mut containers, &mut notes)?
+        }
+        _ => Vec::new(),
     };
-    let native_sidecars =
-        inputs.plan_sidecars(spec, annotations, &longest, &mut containers, &mut notes)?;
     containers.sort_by_key(|c| c.index);
     let needs = containers
         .iter()
@@ -504,14 +511,14 @@ impl<'a> PodInputs<'a> {
     /// ones are returned.
     fn plan_sidecars(
         &self,
-        spec: &PodSpec,
+        found: Vec<Sidecar<'_>>,
         annotations: &Annotations,
         longest: &ContainerPlan,
         containers: &mut Vec<ContainerPlan>,
         notes: &mut Vec<String>,
     ) -> Result<Vec<NativeSidecar>, PlanError> {
         let mut native_sidecars = Vec::new();
-        for sidecar in sidecars::find(spec, |name| self.settings.skip_containers.contains(name)) {
+        for sidecar in found {
             let (shutdown, note) = sidecars::shutdown(sidecar.container, annotations)?;
             notes.extend(note);
             let outlasts = Outlasts {
@@ -636,10 +643,19 @@ fn pod_notes(
     skip: &std::collections::BTreeSet<String>,
 ) -> Vec<String> {
     let names: HashSet<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
-    let sidecar_names: HashSet<&str> = sidecars::find(spec, |name| skip.contains(name))
-        .iter()
-        .map(|s| s.container.name.as_str())
-        .collect();
+    // Only a sidecar-shutdown key needs the sidecars' names.
+    let named = |k: &String| {
+        k.strip_prefix(ann::SIDECAR_SHUTDOWN)
+            .is_some_and(|rest| rest.starts_with('.'))
+    };
+    let sidecar_names: HashSet<&str> = if annotations.keys().any(named) {
+        sidecars::find(spec, |name| skip.contains(name))
+            .iter()
+            .map(|s| s.container.name.as_str())
+            .collect()
+    } else {
+        HashSet::new()
+    };
     let mut notes: Vec<String> = ann::unknown_keys(annotations, &names, &sidecar_names)
         .into_iter()
         .map(|key| format!("ignored unknown annotation {key}"))
