@@ -109,8 +109,8 @@ pub struct Plan {
     pub native_sidecars: Vec<NativeSidecar>,
     /// Seconds of slack on top.
     pub margin: u64,
-    /// `max(drain delay + request timeout) + longest sidecar shutdown +
-    /// margin` over eligible containers.
+    /// `max(drain delay + request timeout)` over eligible containers, plus
+    /// the sidecars' shutdown ([`grace::SidecarShutdown`]), plus the margin.
     pub required_grace: u64,
     /// The pod's `terminationGracePeriodSeconds`, if set.
     pub current_grace: Option<i64>,
