@@ -37,6 +37,11 @@ const LEASE_RENEW_BEFORE: u64 = 5;
 /// How often a standby looks whether the Lease was released.
 const STANDBY_CHECK: Duration = Duration::from_secs(1);
 
+/// Logged when this replica starts observing, and when it resumes after
+/// a pause on an expired Lease.
+const HOLDING: &str = "holding the Lease: observing terminations";
+const RESUMED: &str = "the Lease is renewed: observing again";
+
 /// How long shutdown waits for the Lease's release.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -58,6 +63,7 @@ pub async fn run(args: &ObserveArgs) -> Result<(), ObserveError> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), &args.lease_namespace);
     let mut standby = tokio::time::interval(STANDBY_CHECK);
     let mut observing: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)> = None;
+    let mut paused = false;
     loop {
         tokio::select! {
             signal = signals.next() => {
@@ -67,15 +73,18 @@ pub async fn run(args: &ObserveArgs) -> Result<(), ObserveError> {
             _ = standby.tick() => {
                 let lease = leases.get_opt(&args.lease_name).await.ok().flatten();
                 let holds = lease.as_ref().is_some_and(|l| holds_unexpired(l, &identity));
-                if let Some((stop, task)) = observing.take_if(|_| !holds) {
+                if observing.is_some() && !holds {
                     // kube-lease-manager still calls us leader until its
                     // next renewal fails: an expired Lease (an API server
                     // outage) may already be another replica's.
                     tracing::warn!(%identity, "the Lease is not ours or has expired: observing pauses");
-                    let _ = stop.send(true);
-                    let _ = task.await;
+                    stop_observing(observing.take()).await;
+                    paused = true;
                 } else if observing.is_none() && holds && *leader.borrow() {
-                    tracing::info!(%identity, "the Lease is renewed: observing again");
+                    // This check can see the Lease taken before the election's notice.
+                    let started = if paused { RESUMED } else { HOLDING };
+                    tracing::info!(%identity, "{started}");
+                    paused = false;
                     observing = Some(start_observing(&client, &metrics, &identity, args.settle));
                 } else if observing.is_none() && lease.as_ref().is_some_and(is_released) {
                     // kube-lease-manager's candidate sleeps until the holder's
@@ -100,21 +109,17 @@ pub async fn run(args: &ObserveArgs) -> Result<(), ObserveError> {
                 let is_leader = *leader.borrow_and_update();
                 metrics.set_leader(is_leader);
                 if is_leader && observing.is_none() {
-                    tracing::info!(%identity, "holding the Lease: observing terminations");
+                    tracing::info!(%identity, "{HOLDING}");
                     observing = Some(start_observing(&client, &metrics, &identity, args.settle));
-                } else if !is_leader && let Some((stop, task)) = observing.take() {
+                } else if !is_leader && observing.is_some() {
                     tracing::warn!(%identity, "lost the Lease: observing stops");
-                    let _ = stop.send(true);
-                    let _ = task.await;
+                    stop_observing(observing.take()).await;
                 }
             }
         }
     }
     ops.state.ready.store(false, Ordering::SeqCst);
-    if let Some((stop, task)) = observing.take() {
-        let _ = stop.send(true);
-        let _ = task.await;
-    }
+    stop_observing(observing.take()).await;
     metrics.set_leader(false);
     // Dropping the receiver makes the election task release the Lease.
     drop(leader);
@@ -177,6 +182,14 @@ fn holds_unexpired(lease: &Lease, identity: &str) -> bool {
     };
     spec.holder_identity.as_deref() == Some(identity)
         && renewed.0.as_second() + i64::from(duration) > Timestamp::now().as_second()
+}
+
+/// Stops the leader's work, deciding what is pending, and waits for it.
+async fn stop_observing(observing: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>) {
+    if let Some((stop, task)) = observing {
+        let _ = stop.send(true);
+        let _ = task.await;
+    }
 }
 
 /// Spawns the leader's work.

@@ -241,13 +241,26 @@ def drain_outcomes(w):
             + (f", {others}" if others else ""))
 
 
+def leader_log(c, ns, pods, timeout=10):
+    """The leader and its log, once the log shows `pods` decisions in `ns`
+    (or after `timeout`): the observer writes its log in bursts (every
+    200 ms) and the runtime copies it on, so a decision can be in the
+    Events a moment before it is in `kubectl logs`."""
+    deadline = time.time() + timeout
+    while True:
+        leader = observer_leader(c)
+        text = observer_log(c, leader) if leader else ""
+        if len(decisions(text, ns)) >= pods or time.time() > deadline:
+            return leader, text
+        time.sleep(0.5)
+
+
 def observed(c, ns, pods, label):
     """What the observer made of `pods` terminations in `ns`, read before the
     namespace (and its Events) goes: `gracehook drains`, the leader's
     counter and its log lines for the namespace. Prints the outcomes line."""
     w = workload(wait_drains(c, ns, pods))
-    leader = observer_leader(c)
-    text = observer_log(c, leader) if leader else ""
+    leader, text = leader_log(c, ns, pods)
     found = {"workload": w, "leader": leader, "metric": observer_counts(c, leader, ns) if leader else {},
              "decisions": decisions(text, ns), "refused": refused(text, ns)}
     c.say(f"drain outcomes {label}: {drain_outcomes(w)} (of {pods} old pods; "
@@ -1234,8 +1247,8 @@ def observer_sees_a_kill_and_its_suggestion_drains_cleanly(c):
     expect(request2.get("inFlightAtDeletion", -1) > 0, f"the slow request was not in flight: {request2}")
     expect(request2["complete"], f"the slow request was cut with request-timeout {suggested}s: {request2}")
     w2 = workload(wait_drains(c, ns, 3))
-    leader = observer_leader(c)
-    decided = {d["pod"]: d for d in decisions(observer_log(c, leader), ns)}
+    leader, text = leader_log(c, ns, 3)
+    decided = {d["pod"]: d for d in decisions(text, ns)}
     metric = observer_counts(c, leader, ns)
     [state2] = facts2["containers"].values()
     c.say(f"suggestion after the kill: {w['suggestion']} (killed {k}s after deletion; expected "
@@ -1349,7 +1362,7 @@ def observer_hand_over_counts_each_termination_once(c):
         problems += refused(text, ns)
         leading = False
         for line in text.splitlines():
-            if "holding the Lease: observing terminations" in line:
+            if "holding the Lease: observing terminations" in line or "observing again" in line:
                 leading = True
             if "shutting down: deciding what is pending" in line and leading:  # a leader's stop
                 stops.append((log_time(line), name))
