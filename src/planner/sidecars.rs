@@ -162,13 +162,7 @@ fn istio(container: &Container, annotations: &Annotations) -> (Shutdown, Option<
         seconds: ISTIO_DEFAULT_DRAIN,
         source: format!("Istio's default {ISTIO_DRAIN_KEY}"),
     });
-    let note = unreadable.map(|what| {
-        format!(
-            "could not read {what}; planned {ISTIO_PROXY}'s shutdown as {}s ({})",
-            shutdown.seconds, shutdown.source
-        )
-    });
-    (shutdown, note)
+    planned(ISTIO_PROXY, shutdown, unreadable)
 }
 
 /// Linkerd's proxy: on SIGTERM it refuses new requests and exits once the
@@ -192,9 +186,19 @@ fn linkerd(container: &Container, annotations: &Annotations) -> (Shutdown, Optio
             seconds: 0,
             source: format!("{LINKERD_PROXY} exits once its requests are done"),
         });
+    planned(LINKERD_PROXY, shutdown, unreadable)
+}
+
+/// The shutdown planned for `proxy`, with a note naming the last setting
+/// that could not be read on the way to it.
+fn planned(
+    proxy: &str,
+    shutdown: Shutdown,
+    unreadable: Option<String>,
+) -> (Shutdown, Option<String>) {
     let note = unreadable.map(|what| {
         format!(
-            "could not read {what}; planned {LINKERD_PROXY}'s shutdown as {}s ({})",
+            "could not read {what}; planned {proxy}'s shutdown as {}s ({})",
             shutdown.seconds, shutdown.source
         )
     });

@@ -146,6 +146,22 @@ fn pod_seconds(options: &Options, key: &str, flag: u64, room: Option<u64>) -> St
     format!("{} ? {} : {fallback}", has(&key), cel::seconds(&value))
 }
 
+/// Container `c` has a preStop of its own.
+pub(super) const OWN: &str = "has(c.lifecycle) && has(c.lifecycle.preStop)";
+/// Container `c`'s preStop.
+pub(super) const PRE_STOP: &str = "c.lifecycle.preStop";
+
+/// Container `c`'s own preStop is exactly one `action` (`sleep`, `exec`):
+/// then it may be the hook gracehook would write.
+pub(super) fn own_only(action: &str) -> String {
+    let others = ["exec", "httpGet", "sleep", "tcpSocket"]
+        .iter()
+        .filter(|a| **a != action)
+        .map(|a| format!(" && !has({PRE_STOP}.{a})"))
+        .collect::<String>();
+    format!("{OWN} && has({PRE_STOP}.{action}){others}")
+}
+
 /// The eligible containers as records: the selected ones not opted out,
 /// with their own durations and command, and what their own preStop is.
 pub(super) fn eligible() -> Variable {
@@ -154,16 +170,7 @@ pub(super) fn eligible() -> Variable {
     let delay = key(ann::DRAIN_DELAY);
     let timeout = key(ann::REQUEST_TIMEOUT);
     let command = key(ann::DRAIN_COMMAND);
-    let own = "has(c.lifecycle) && has(c.lifecycle.preStop)";
-    let p = "c.lifecycle.preStop";
-    let only = |action: &str| {
-        let others = ["exec", "httpGet", "sleep", "tcpSocket"]
-            .iter()
-            .filter(|a| **a != action)
-            .map(|a| format!(" && !has({p}.{a})"))
-            .collect::<String>();
-        format!("{own} && has({p}.{action}){others}")
-    };
+    let (own, p) = (OWN, PRE_STOP);
     var(
         "eligible",
         format!(
@@ -185,8 +192,8 @@ pub(super) fn eligible() -> Variable {
             timeout_seconds = cel::seconds(&annotation(&timeout)),
             has_command = has(&command),
             command_value = annotation(&command),
-            only_sleep = only("sleep"),
-            only_exec = only("exec"),
+            only_sleep = own_only("sleep"),
+            only_exec = own_only("exec"),
         ),
     )
 }

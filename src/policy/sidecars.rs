@@ -11,7 +11,7 @@
 use k8s_openapi::api::admissionregistration::v1::Variable;
 
 use super::cel::{self, annotation};
-use super::inputs::{has, per_container, var};
+use super::inputs::{OWN, PRE_STOP, has, own_only, per_container, var};
 use super::options::Options;
 use crate::planner::PrestopStyle;
 use crate::planner::annotations as ann;
@@ -208,7 +208,7 @@ fn shutdown() -> String {
 /// How long a preStop hook that only waits keeps container `c` up
 /// (`planner::sidecars::waits`), or -1.
 fn waits() -> String {
-    let p = "c.lifecycle.preStop";
+    let p = PRE_STOP;
     let command = format!("{p}.exec.command");
     let words = format!(
         "(size({command}) == 3 && {command}[0].endsWith('sh') && {command}[1] == '-c' ? {command}[2].findAll('[^[:space:]]+') : {command})"
@@ -217,7 +217,7 @@ fn waits() -> String {
         "[{words}].map(W, size(W) == 2 && W[0].split('/')[size(W[0].split('/')) - 1] == 'sleep' && W[1].matches('^[+]?[0-9]{{1,18}}$') ? int(W[1].trim().replace('+', '')) : -1)[0]"
     );
     format!(
-        "(has(c.lifecycle) && has({p}) ? (has({p}.sleep) ? ({p}.sleep.seconds >= 0 ? {p}.sleep.seconds : -1) : \
+        "({OWN} ? (has({p}.sleep) ? ({p}.sleep.seconds >= 0 ? {p}.sleep.seconds : -1) : \
          has({p}.exec) && has({p}.exec.command) ? {plain} : -1) : -1)"
     )
 }
@@ -229,11 +229,10 @@ fn entry(native: bool) -> String {
         ("native", native.to_string()),
         ("shutdown", shutdown()),
         ("lifecycle", "has(c.lifecycle)".to_string()),
-        ("own", "has(c.lifecycle) && has(c.lifecycle.preStop)".to_string()),
+        ("own", OWN.to_string()),
         (
             "ownSleep",
-            "has(c.lifecycle) && has(c.lifecycle.preStop) && has(c.lifecycle.preStop.sleep) && !has(c.lifecycle.preStop.exec) && !has(c.lifecycle.preStop.httpGet) && !has(c.lifecycle.preStop.tcpSocket) ? c.lifecycle.preStop.sleep.seconds : -1"
-                .to_string(),
+            format!("{} ? {PRE_STOP}.sleep.seconds : -1", own_only("sleep")),
         ),
         ("wait", waits()),
         (

@@ -3,7 +3,7 @@
 //! settings that contradict the plan, and the same pod whichever admission
 //! order the mesh injector and gracehook run in.
 
-use crate::common::{apply, plan_of, pod};
+use crate::common::{apply, plan_of};
 use gracehook::planner::settings::{NamespaceDefaults, PrestopStyle, Settings};
 use gracehook::planner::{Decision, PlanError, plan};
 use serde_json::{Value, json};
@@ -159,7 +159,7 @@ fn a_sidecar_shutdown_above_max_grace_names_the_annotation() {
         json!([{ "name": "log-shipper", "restartPolicy": "Always" }]),
     );
     let error = plan(
-        &gracehook_pod(&pod),
+        &crate::common::pod(pod.clone()),
         Some("shop"),
         &Settings::default(),
         &NamespaceDefaults::default(),
@@ -173,10 +173,6 @@ fn a_sidecar_shutdown_above_max_grace_names_the_annotation() {
         error.to_string(),
         "terminationGracePeriodSeconds would be 7240s (container web: drain delay 3s + request timeout 30s, then sidecar shutdown 7200s, plus margin 7s), above the maximum of 3600s (--max-grace); lower gracehook.io/sidecar-shutdown.log-shipper, for example gracehook.io/sidecar-shutdown.log-shipper: \"30s\""
     );
-}
-
-fn gracehook_pod(value: &Value) -> k8s_openapi::api::core::v1::Pod {
-    pod(value.clone())
 }
 
 /// What a mesh injector adds: the proxy, classic or native.
@@ -227,7 +223,7 @@ fn a_named_sidecar_shutdown_on_a_non_sidecar_is_reported_unknown() {
             .contains(&"ignored unknown annotation gracehook.io/sidecar-shutdown.web".to_string())
     );
     match plan(
-        &gracehook_pod(&pod),
+        &crate::common::pod(pod.clone()),
         Some("shop"),
         &Settings::default(),
         &NamespaceDefaults::default(),
